@@ -1,0 +1,233 @@
+/**
+ * Service discovery, shared by every IceFlix service (spec 1.1).
+ *
+ * Each service instance has a unique id. It announces itself on topic
+ * `ServiceAvailability` at start and every `IceFlix.Discovery.AnnounceInterval`
+ * seconds, listens to the same topic, and keeps the live services of each kind
+ * (authenticators, catalogs, media providers). A service that stops answering
+ * a ping, or fails a call, is dropped; {@linkcode Discovery.callAny} tries
+ * every known candidate in turn and fails only when none is left.
+ *
+ * @module
+ */
+import { Ice } from "ice";
+// @ts-types="./slice/iceflix.d.ts"
+import { IceFlix } from "./slice/iceflix.js";
+import { EventChannel } from "./events.ts";
+import { describeError, type Logger, secondsProperty } from "./service.ts";
+
+/** The topic where services announce themselves. */
+export const SERVICE_AVAILABILITY_TOPIC = "ServiceAvailability";
+
+/** How long a ping or a call to another service may take before it counts as failed (ms). */
+const CALL_TIMEOUT = 3000;
+
+/** The kinds of service that announce themselves, with their proxy types. */
+export interface ServiceKinds {
+  auth: IceFlix.AuthenticatorPrx;
+  catalog: IceFlix.MediaCatalogPrx;
+  media: IceFlix.StreamProviderPrx;
+}
+
+/** One kind of announced service: `auth`, `catalog` or `media`. */
+export type ServiceKind = keyof ServiceKinds;
+
+/** The Slice type id that an announced proxy of each kind must implement. */
+const TYPE_IDS: Record<ServiceKind, string> = {
+  auth: IceFlix.Authenticator.ice_staticId(),
+  catalog: IceFlix.MediaCatalog.ice_staticId(),
+  media: IceFlix.StreamProvider.ice_staticId(),
+};
+
+const CASTS: { [K in ServiceKind]: (proxy: Ice.ObjectPrx) => ServiceKinds[K] } = {
+  auth: (proxy) => IceFlix.AuthenticatorPrx.uncheckedCast(proxy),
+  catalog: (proxy) => IceFlix.MediaCatalogPrx.uncheckedCast(proxy),
+  media: (proxy) => IceFlix.StreamProviderPrx.uncheckedCast(proxy),
+};
+
+/** What this service announces about itself, if it is one of the three kinds. */
+export interface SelfAnnouncement {
+  kind: ServiceKind;
+  proxy: Ice.ObjectPrx;
+}
+
+/** Whether `error` says the remote service is gone or hung, rather than that the request was refused. */
+export function isUnreachable(error: unknown): boolean {
+  return error instanceof Ice.LocalException && !(error instanceof Ice.CommunicatorDestroyedException);
+}
+
+/**
+ * The live services this process knows, kept up to date from topic
+ * `ServiceAvailability`.
+ */
+export class Discovery {
+  /** This service instance's unique id, sent with every announcement. */
+  readonly id: string = crypto.randomUUID();
+  /** The IceStorm link, shared with the service for its other topics. */
+  readonly events: EventChannel;
+  /** Seconds between announcements and liveness checks (`IceFlix.Discovery.AnnounceInterval`, default 5). */
+  readonly announceInterval: number;
+
+  readonly #adapter: Ice.ObjectAdapter;
+  readonly #logger: Logger;
+  readonly #self: SelfAnnouncement | undefined;
+  /** Per kind, id -> proxy, each proxy already cast to its kind's type. */
+  readonly #services: Record<ServiceKind, Map<string, Ice.ObjectPrx>> = {
+    auth: new Map(),
+    catalog: new Map(),
+    media: new Map(),
+  };
+  readonly #next: Record<ServiceKind, number> = { auth: 0, catalog: 0, media: 0 };
+  readonly #listeners: ((kind: ServiceKind, id: string, proxy: Ice.ObjectPrx) => void)[] = [];
+  #subscriber: Ice.ObjectPrx | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  /**
+   * @param adapter the service's object adapter: the announcement listener is added to it
+   * @param self what to announce, for an Authenticator, MediaCatalog or StreamProvider; nothing for Main or a client
+   */
+  constructor(adapter: Ice.ObjectAdapter, logger: Logger, self?: SelfAnnouncement) {
+    const communicator = adapter.getCommunicator();
+    this.#adapter = adapter;
+    this.#logger = logger;
+    this.#self = self;
+    this.events = new EventChannel(communicator, logger);
+    this.announceInterval = secondsProperty(communicator.getProperties(), "IceFlix.Discovery.AnnounceInterval", 5);
+  }
+
+  /**
+   * Subscribes to `ServiceAvailability`, announces this service, and from now
+   * on repeats the announcement, checks the known services and renews the
+   * IceStorm subscriptions every announce interval.
+   */
+  async start(): Promise<void> {
+    this.#subscriber = this.#adapter.addWithUUID(new AvailabilityListener(this));
+    await this.events.subscribe(SERVICE_AVAILABILITY_TOPIC, this.#subscriber);
+    await this.#tick();
+  }
+
+  /** Stops announcing and unsubscribes. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.events.close();
+  }
+
+  /** Calls `listener` for every service that joins (also for those known already when it returns). */
+  onServiceAdded(listener: (kind: ServiceKind, id: string, proxy: Ice.ObjectPrx) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** The live services of `kind`, as id -> proxy. */
+  services<K extends ServiceKind>(kind: K): ReadonlyMap<string, ServiceKinds[K]> {
+    return this.#services[kind] as ReadonlyMap<string, Ice.ObjectPrx> as ReadonlyMap<string, ServiceKinds[K]>;
+  }
+
+  /** Forgets service `id` of `kind` (it failed a call). */
+  forget(kind: ServiceKind, id: string): void {
+    if (this.#services[kind].delete(id)) this.#logger.info(`${kind} service ${id} gone`);
+  }
+
+  /**
+   * Calls `call` on a live service of `kind`: round-robin over the known
+   * ones, moving on to the next when one is unreachable (and forgetting it),
+   * so the call fails only when no candidate is left. Each candidate's proxy
+   * carries a bounded invocation timeout. A user exception from the service
+   * (e.g. `Unauthorized`) is its answer and is returned as it is.
+   *
+   * @throws IceFlix.TemporaryUnavailable when no service of `kind` answers
+   */
+  async callAny<K extends ServiceKind, T>(kind: K, call: (service: ServiceKinds[K]) => PromiseLike<T>): Promise<T> {
+    const candidates = [...this.#services[kind]];
+    const start = this.#next[kind]++ % Math.max(candidates.length, 1);
+    for (let i = 0; i < candidates.length; i++) {
+      const [id, proxy] = candidates[(start + i) % candidates.length];
+      try {
+        return await call(CASTS[kind](proxy.ice_invocationTimeout(CALL_TIMEOUT)) as ServiceKinds[K]);
+      } catch (error) {
+        if (!isUnreachable(error)) throw error;
+        this.#logger.warn(`${kind} service ${id} failed (${describeError(error)}); trying another`);
+        this.forget(kind, id);
+      }
+    }
+    throw new IceFlix.TemporaryUnavailable();
+  }
+
+  /** An announcement arrived: verify the proxy's type and remember it. */
+  async learn(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx | null): Promise<void> {
+    if (id === this.id || !proxy) return;
+    const known = this.#services[kind].get(id);
+    if (known && known.equals(proxy)) return;
+    try {
+      if (!(await proxy.ice_invocationTimeout(CALL_TIMEOUT).ice_isA(TYPE_IDS[kind]))) {
+        this.#logger.warn(`ignoring ${kind} announcement ${id}: its proxy is not a ${TYPE_IDS[kind]}`);
+        return;
+      }
+    } catch (error) {
+      this.#logger.debug(`ignoring ${kind} announcement ${id}: unreachable (${describeError(error)})`);
+      return;
+    }
+    this.#services[kind].set(id, CASTS[kind](proxy));
+    this.#logger.info(`${kind} service ${id} found`);
+    for (const listener of this.#listeners) listener(kind, id, proxy);
+  }
+
+  async #tick(): Promise<void> {
+    await Promise.all([this.#announce(), this.#pruneDead(), this.events.maintain()]);
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => this.#tick(), this.announceInterval * 1000);
+  }
+
+  async #announce(): Promise<void> {
+    const self = this.#self;
+    if (!self) return;
+    await this.events.publish(SERVICE_AVAILABILITY_TOPIC, (publisher) => {
+      const topic = IceFlix.ServiceAvailabilityPrx.uncheckedCast(publisher);
+      switch (self.kind) {
+        case "auth":
+          return topic.authenticationService(IceFlix.AuthenticatorPrx.uncheckedCast(self.proxy), this.id);
+        case "catalog":
+          return topic.catalogService(IceFlix.MediaCatalogPrx.uncheckedCast(self.proxy), this.id);
+        case "media":
+          return topic.mediaService(IceFlix.StreamProviderPrx.uncheckedCast(self.proxy), this.id);
+      }
+    });
+  }
+
+  /** Pings every known service; those that do not answer in time are forgotten. */
+  async #pruneDead(): Promise<void> {
+    const checks = (Object.keys(this.#services) as ServiceKind[]).flatMap((kind) =>
+      [...this.#services[kind]].map(async ([id, proxy]) => {
+        try {
+          await proxy.ice_invocationTimeout(CALL_TIMEOUT).ice_ping();
+        } catch (error) {
+          if (isUnreachable(error)) this.forget(kind, id);
+        }
+      })
+    );
+    await Promise.all(checks);
+  }
+}
+
+/** The servant that receives `ServiceAvailability` events. */
+class AvailabilityListener extends IceFlix.ServiceAvailability {
+  readonly #discovery: Discovery;
+
+  constructor(discovery: Discovery) {
+    super();
+    this.#discovery = discovery;
+  }
+
+  catalogService(service: IceFlix.MediaCatalogPrx | null, id: string): Promise<void> {
+    return this.#discovery.learn("catalog", id, service);
+  }
+
+  authenticationService(service: IceFlix.AuthenticatorPrx | null, id: string): Promise<void> {
+    return this.#discovery.learn("auth", id, service);
+  }
+
+  mediaService(service: IceFlix.StreamProviderPrx | null, id: string): Promise<void> {
+    return this.#discovery.learn("media", id, service);
+  }
+}

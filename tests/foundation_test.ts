@@ -1,0 +1,152 @@
+/**
+ * Foundation: Ice servers in Deno (acceptor), configuration, IceStorm
+ * events both ways, discovery and pruning, Python interop.
+ */
+import assert from "node:assert/strict";
+import { Ice } from "ice";
+// @ts-types="../slice/iceflix.d.ts"
+import { IceFlix } from "../slice/iceflix.js";
+import { createObjectAdapter, openIncomingConnections } from "../acceptor.ts";
+import { Discovery } from "../discovery.ts";
+import { EventChannel } from "../events.ts";
+import { createLogger, initializeCommunicator, loadProperties } from "../service.ts";
+import { eventually, IceStormServer, runPython, startService, testCommunicator } from "./harness.ts";
+
+const TOY_ENDPOINTS = "--ToyAdapter.Endpoints=tcp -h 127.0.0.1";
+
+Deno.test("configuration: Ice.Config files, then --Name=value on top, other arguments left", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".config" });
+  await Deno.writeTextFile(file, "# comment\nA.B=from file\nC=file only\n");
+  try {
+    const args = [`--Ice.Config=${file}`, "--A.B=from command line", "positional"];
+    const properties = loadProperties(args);
+    assert.equal(properties.getProperty("A.B"), "from command line");
+    assert.equal(properties.getProperty("C"), "file only");
+    assert.deepEqual(args, ["positional"]);
+    assert.throws(() => loadProperties(["--Ice.Config=/nonexistent.config"]), /cannot read configuration file/);
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("acceptor: a TS servant answers a TS client on an OS-chosen port, and teardown leaves no connection", async () => {
+  const communicator = initializeCommunicator(["--Server.Endpoints=tcp -h 127.0.0.1 -p 0"]);
+  const adapter = await createObjectAdapter(communicator, "Server");
+  class Echo extends IceFlix.Authenticator {
+    refreshAuthorization(user: string): string {
+      if (user === "") throw new IceFlix.Unauthorized();
+      return user.toUpperCase();
+    }
+    isAuthorized(): boolean {
+      return true;
+    }
+  }
+  const proxy = IceFlix.AuthenticatorPrx.uncheckedCast(adapter.add(new Echo(), Ice.stringToIdentity("echo")));
+  await adapter.activate();
+  try {
+    const port = Number(/-p (\d+)/.exec(proxy.toString())![1]);
+    assert.ok(port > 0, `the proxy carries the real port: ${proxy}`);
+    assert.equal(await proxy.refreshAuthorization("abc", ""), "ABC");
+    await assert.rejects(proxy.refreshAuthorization("", ""), IceFlix.Unauthorized);
+    assert.equal(openIncomingConnections(), 1);
+  } finally {
+    await communicator.destroy();
+  }
+  assert.equal(openIncomingConnections(), 0);
+});
+
+Deno.test("acceptor: a busy port and a non-tcp endpoint are clear errors", async () => {
+  const communicator = initializeCommunicator(["--A.Endpoints=tcp -h 127.0.0.1 -p 0"]);
+  try {
+    const first = await createObjectAdapter(communicator, "A");
+    const port = /-p (\d+)/.exec(communicator.proxyToString(first.createProxy(Ice.stringToIdentity("x"))))![1];
+    communicator.getProperties().setProperty("B.Endpoints", `tcp -h 127.0.0.1 -p ${port}`);
+    await assert.rejects(createObjectAdapter(communicator, "B"), /cannot listen on 127.0.0.1:\d+/);
+    communicator.getProperties().setProperty("C.Endpoints", "ws -h 127.0.0.1 -p 0");
+    await assert.rejects(createObjectAdapter(communicator, "C"), /only tcp endpoints/);
+    await assert.rejects(createObjectAdapter(communicator, "D"), /D.Endpoints is not set/);
+  } finally {
+    await communicator.destroy();
+  }
+});
+
+Deno.test("interop: a Python client calls a TS servant (normal return and user exception)", async () => {
+  const icestorm = await IceStormServer.start();
+  const toy = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option]);
+  try {
+    assert.equal(await runPython("call_authenticator.py", [toy.proxy]), "token toy-token\nunauthorized\n");
+  } finally {
+    assert.equal((await toy.child.stop("SIGTERM")).code, 0, "SIGTERM ends the service cleanly");
+    await icestorm.stop();
+  }
+});
+
+Deno.test("interop: an event published from Python reaches a TS IceStorm subscriber", async () => {
+  const icestorm = await IceStormServer.start();
+  const { communicator, adapter } = await testCommunicator([icestorm.option]);
+  try {
+    const received: string[] = [];
+    class Revocations extends IceFlix.TokenRevocation {
+      revoke(token: string) {
+        received.push(token);
+      }
+    }
+    const events = new EventChannel(communicator, createLogger("test", communicator.getProperties()));
+    await events.subscribe("RevocationsFromPython", adapter.addWithUUID(new Revocations()));
+    assert.equal(
+      await runPython("publish_revocation.py", [icestorm.proxy, "RevocationsFromPython", "t-1"]),
+      "published\n",
+    );
+    await eventually("the event arrives", () => received.length === 1);
+    assert.deepEqual(received, ["t-1"]);
+  } finally {
+    await communicator.destroy();
+    await icestorm.stop();
+  }
+});
+
+Deno.test("discovery: services find each other; a SIGKILLed one is pruned within 2 announce intervals", async () => {
+  const icestorm = await IceStormServer.start();
+  const interval = "--IceFlix.Discovery.AnnounceInterval=1";
+  const { communicator, adapter } = await testCommunicator([icestorm.option, interval]);
+  const first = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
+  const second = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
+  try {
+    const observer = new Discovery(adapter, createLogger("observer", communicator.getProperties()));
+    await observer.start();
+    const idOf = (proxy: string) =>
+      [...observer.services("auth")].find(([, known]) => communicator.proxyToString(known) === proxy)?.[0];
+    await eventually("the observer knows both toys", () => idOf(first.proxy) && idOf(second.proxy) ? true : false);
+    const [firstId, secondId] = [idOf(first.proxy)!, idOf(second.proxy)!];
+    await eventually("each toy found the other", () =>
+      first.child.stderr.includes(`auth service ${secondId} found`) &&
+      second.child.stderr.includes(`auth service ${firstId} found`));
+
+    await second.child.stop("SIGKILL");
+    const killedAt = Date.now();
+    await eventually(
+      "the killed toy is pruned everywhere",
+      () => !observer.services("auth").has(secondId) && first.child.stderr.includes(`auth service ${secondId} gone`),
+    );
+    assert.ok(Date.now() - killedAt <= 2 * 1000 + 500, `pruned after ${Date.now() - killedAt} ms`);
+    assert.ok(observer.services("auth").has(firstId));
+
+    // callAny moves past a dead candidate that is still listed, whatever the round-robin position.
+    const third = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
+    await eventually("the observer knows the third toy", () => idOf(third.proxy) !== undefined);
+    await third.child.stop("SIGKILL");
+    for (let call = 0; call < 2; call++) {
+      assert.equal(await observer.callAny("auth", (auth) => auth.refreshAuthorization("toy", "hash")), "toy-token");
+    }
+    assert.deepEqual([...observer.services("auth").keys()], [firstId]);
+
+    // With every candidate dead, the call fails with TemporaryUnavailable.
+    await first.child.stop("SIGKILL");
+    await assert.rejects(observer.callAny("auth", (auth) => auth.isAuthorized("x")), IceFlix.TemporaryUnavailable);
+    await observer.stop();
+  } finally {
+    await Promise.all([first.child.stop(), second.child.stop()]);
+    await communicator.destroy();
+    await icestorm.stop();
+  }
+});

@@ -1,0 +1,199 @@
+/**
+ * Test harness: real IceStorm and real service processes on free loopback
+ * ports, each test with its own, all stopped when the test ends.
+ *
+ * @module
+ */
+import { Ice } from "ice";
+import net from "node:net";
+import { createObjectAdapter } from "../acceptor.ts";
+import { initializeCommunicator } from "../service.ts";
+
+/** The project's root folder. */
+export const ROOT = new URL("..", import.meta.url).pathname;
+
+/** Debian's Python, which has the ZeroC Ice module (python3-zeroc-ice). */
+export const PYTHON = "/usr/bin/python3";
+
+/** A TCP port nobody listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on `port`, or rejects after `seconds`. */
+export async function waitForPort(port: number, seconds = 10): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after ${seconds} s`);
+      await delay(50);
+    }
+  }
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `condition` until it holds; rejects with `what` after `seconds`. */
+export async function eventually(what: string, condition: () => boolean | Promise<boolean>, seconds = 15) {
+  const deadline = Date.now() + seconds * 1000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await delay(50);
+  }
+}
+
+/** A child process of a test, with its output kept for assertions and for failure reports. */
+export class Child {
+  readonly process: Deno.ChildProcess;
+  /** Everything the process wrote on stderr so far. */
+  stderr = "";
+  readonly #stdoutLines: string[] = [];
+  readonly #stdoutWaiters: (() => void)[] = [];
+  readonly #done: Promise<Deno.CommandStatus>;
+
+  constructor(command: string, args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
+    this.process = new Deno.Command(command, {
+      args,
+      cwd: options.cwd ?? ROOT,
+      env: options.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const readLines = async (stream: ReadableStream<Uint8Array>, onText: (text: string) => void) => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) onText(chunk);
+    };
+    let partial = "";
+    const stdout = readLines(this.process.stdout, (text) => {
+      const lines = (partial + text).split("\n");
+      partial = lines.pop()!;
+      this.#stdoutLines.push(...lines);
+      this.#stdoutWaiters.splice(0).forEach((wake) => wake());
+    });
+    const stderr = readLines(this.process.stderr, (text) => this.stderr += text);
+    this.#done = Promise.all([stdout, stderr]).then(() => this.process.status);
+  }
+
+  /** The lines written on stdout so far. */
+  get lines(): readonly string[] {
+    return this.#stdoutLines;
+  }
+
+  /** Waits for the `n`-th stdout line (1-based) and returns it. */
+  async line(n = 1, seconds = 30): Promise<string> {
+    const deadline = Date.now() + seconds * 1000;
+    while (this.#stdoutLines.length < n) {
+      const status = await Promise.race([
+        new Promise<"more">((resolve) => this.#stdoutWaiters.push(() => resolve("more"))),
+        this.#done.then(() => "ended" as const),
+        delay(Math.max(0, deadline - Date.now())).then(() => "timeout" as const),
+      ]);
+      if (status !== "more" && this.#stdoutLines.length < n) {
+        throw new Error(`no line ${n} on stdout (${status}); stderr:\n${this.stderr}`);
+      }
+    }
+    return this.#stdoutLines[n - 1];
+  }
+
+  /** Sends `signal` (if still running) and waits for the process to end. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.process.kill(signal);
+    } catch {
+      // Already ended.
+    }
+    return await this.#done;
+  }
+
+  /** Waits for the process to end by itself. */
+  wait(): Promise<Deno.CommandStatus> {
+    return this.#done;
+  }
+}
+
+/** An IceStorm of a test's own: a free port and a fresh data folder. */
+export class IceStormServer {
+  readonly port: number;
+  readonly dataDir: string;
+  readonly #child: Child;
+
+  private constructor(port: number, dataDir: string, child: Child) {
+    this.port = port;
+    this.dataDir = dataDir;
+    this.#child = child;
+  }
+
+  /** Starts `./run_icestorm` on a free port and waits until it listens. */
+  static async start(): Promise<IceStormServer> {
+    const port = await freePort();
+    const dataDir = await Deno.makeTempDir({ prefix: "iceflix-icestorm-" });
+    const child = new Child(`${ROOT}run_icestorm`, ["--port", String(port), "--data", dataDir]);
+    await waitForPort(port);
+    return new IceStormServer(port, dataDir, child);
+  }
+
+  /** The TopicManager proxy. */
+  get proxy(): string {
+    return `IceStorm/TopicManager:tcp -h 127.0.0.1 -p ${this.port}`;
+  }
+
+  /** The command-line option that points a service at this IceStorm. */
+  get option(): string {
+    return `--IceStorm.TopicManager.Proxy=${this.proxy}`;
+  }
+
+  /** Stops IceStorm and removes its data. */
+  async stop(): Promise<void> {
+    await this.#child.stop();
+    await Deno.remove(this.dataDir, { recursive: true });
+  }
+}
+
+/**
+ * Starts an IceFlix program with `deno run` and the given permissions and
+ * arguments, and waits for its ready line (its proxy) on stdout.
+ */
+export async function startService(script: string, args: string[], permissions = ["--allow-all"]): Promise<
+  { child: Child; proxy: string }
+> {
+  const child = new Child(Deno.execPath(), ["run", ...permissions, `${ROOT}${script}`, ...args]);
+  const proxy = await child.line(1);
+  return { child, proxy };
+}
+
+/** Runs a Python (IcePy) script from tests/interop; returns its stdout, fails on a non-zero exit. */
+export async function runPython(script: string, args: string[]): Promise<string> {
+  const output = await new Deno.Command(PYTHON, { args: [`${ROOT}tests/interop/${script}`, ...args], cwd: ROOT })
+    .output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  if (!output.success) {
+    throw new Error(`${script} failed (${output.code}):\n${stdout}\n${new TextDecoder().decode(output.stderr)}`);
+  }
+  return stdout;
+}
+
+/**
+ * A communicator with a listening adapter `TestAdapter` in the test process
+ * itself, for servants the services call back (IceStorm subscribers, ...).
+ */
+export async function testCommunicator(properties: string[] = []): Promise<
+  { communicator: Ice.Communicator; adapter: Ice.ObjectAdapter }
+> {
+  const communicator = initializeCommunicator(["--TestAdapter.Endpoints=tcp -h 127.0.0.1", ...properties]);
+  const adapter = await createObjectAdapter(communicator, "TestAdapter");
+  await adapter.activate();
+  return { communicator, adapter };
+}
