@@ -1,0 +1,61 @@
+/**
+ * JSON files that are never torn and never silently replaced.
+ *
+ * Reading refuses a file that is not valid JSON (with the file name in the
+ * error) instead of treating it as empty, so a corrupt file is never
+ * overwritten by a service that started over it. Writing goes to a temporary
+ * file in the same folder, flushed to disk, then renamed over the target:
+ * after a crash at any moment the file is either the old one or the new one.
+ *
+ * @module
+ */
+import { basename, dirname, join } from "node:path";
+
+/** A JSON file that exists but cannot be parsed. */
+export class CorruptFileError extends Error {
+  constructor(path: string, cause: unknown) {
+    super(`${path} is not valid JSON (${(cause as Error).message}); fix or remove it, it was left untouched`);
+    this.name = "CorruptFileError";
+  }
+}
+
+/**
+ * Reads and parses the JSON file at `path`; `undefined` if there is no such
+ * file. Throws {@linkcode CorruptFileError} if it is not valid JSON.
+ */
+export async function readJsonFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new CorruptFileError(path, error);
+  }
+}
+
+/**
+ * Replaces the file at `path` with `value` as JSON, atomically: written to a
+ * temporary file beside it, synced to disk, then renamed over `path`.
+ */
+export async function writeJsonFileAtomic(path: string, value: unknown): Promise<void> {
+  const temporary = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.tmp`);
+  try {
+    await Deno.writeTextFile(temporary, JSON.stringify(value, null, 2) + "\n", { createNew: true, mode: 0o644 });
+    // The data must be on disk before the rename makes it the file.
+    const file = await Deno.open(temporary, { read: true });
+    try {
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw error;
+  }
+}
