@@ -150,3 +150,31 @@ Deno.test("discovery: services find each other; a SIGKILLed one is pruned within
     await icestorm.stop();
   }
 });
+
+Deno.test("IceStorm restarted with its data wiped: services re-subscribe and announce again by themselves", async () => {
+  const icestorm = await IceStormServer.start();
+  const interval = "--IceFlix.Discovery.AnnounceInterval=1";
+  const { communicator, adapter } = await testCommunicator([icestorm.option, interval]);
+  const observer = new Discovery(adapter, createLogger("observer", communicator.getProperties()));
+  const before = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
+  let after: Awaited<ReturnType<typeof startService>> | undefined;
+  try {
+    await observer.start();
+    await eventually("the observer knows the first toy", () => observer.services("auth").size === 1);
+
+    await icestorm.restart({ forget: true });
+    after = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
+    // Only a renewed subscription lets the observer hear the toy started after the restart.
+    await eventually(
+      "the observer knows the toy started after the restart",
+      () => observer.services("auth").size === 2,
+    );
+    await eventually("the first toy sees the new one too", () => before.child.stderr.split(" found").length === 2);
+    assert.ok(before.child.stderr.split("IceStorm unreachable").length <= 2, "the outage is logged once at most");
+    await observer.stop();
+  } finally {
+    await Promise.all([before.child.stop(), after?.child.stop()]);
+    await communicator.destroy();
+    await icestorm.stop();
+  }
+});

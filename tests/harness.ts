@@ -128,7 +128,7 @@ export class Child {
 export class IceStormServer {
   readonly port: number;
   readonly dataDir: string;
-  readonly #child: Child;
+  #child: Child;
 
   private constructor(port: number, dataDir: string, child: Child) {
     this.port = port;
@@ -140,9 +140,26 @@ export class IceStormServer {
   static async start(): Promise<IceStormServer> {
     const port = await freePort();
     const dataDir = await Deno.makeTempDir({ prefix: "iceflix-icestorm-" });
+    return new IceStormServer(port, dataDir, await IceStormServer.#run(port, dataDir));
+  }
+
+  static async #run(port: number, dataDir: string): Promise<Child> {
     const child = new Child(`${ROOT}run_icestorm`, ["--port", String(port), "--data", dataDir]);
     await waitForPort(port);
-    return new IceStormServer(port, dataDir, child);
+    return child;
+  }
+
+  /**
+   * Kills IceStorm (SIGKILL) and starts it again on the same port; with
+   * `forget`, its stored topics and subscribers are wiped as well.
+   */
+  async restart(options: { forget?: boolean } = {}): Promise<void> {
+    await this.#child.stop("SIGKILL");
+    if (options.forget) {
+      await Deno.remove(this.dataDir, { recursive: true });
+      await Deno.mkdir(this.dataDir);
+    }
+    this.#child = await IceStormServer.#run(this.port, this.dataDir);
   }
 
   /** The TopicManager proxy. */
