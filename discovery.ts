@@ -20,7 +20,7 @@ import { describeError, type Logger, secondsProperty } from "./service.ts";
 export const SERVICE_AVAILABILITY_TOPIC = "ServiceAvailability";
 
 /** How long a ping or a call to another service may take before it counts as failed (ms). */
-const CALL_TIMEOUT = 3000;
+export const CALL_TIMEOUT = 3000;
 
 /** The kinds of service that announce themselves, with their proxy types. */
 export interface ServiceKinds {

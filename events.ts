@@ -161,8 +161,10 @@ export class EventChannel {
     try {
       const topic = await this.topic(subscription.topicName);
       if (!subscription.active) return;
-      // Twoway, reliable delivery in order; resubscribing an existing subscriber is refused, and that is fine.
-      await topic.subscribeAndGetPublisher(new Map([["reliability", "ordered"]]), subscription.subscriber);
+      // A twoway subscriber: IceStorm learns of each delivery failure (and drops a subscriber that is gone).
+      // No "ordered" QoS: it would allow one event in flight at a time, and no IceFlix topic needs ordering.
+      // Subscribing again an existing subscriber is refused, and that is fine.
+      await topic.subscribeAndGetPublisher(new Map(), subscription.subscriber);
       this.#logger.debug(`subscribed to ${subscription.topicName}`);
       this.#markReachable();
     } catch (error) {

@@ -43,9 +43,17 @@ export async function readJsonFile(path: string): Promise<unknown> {
  * temporary file beside it, synced to disk, then renamed over `path`.
  */
 export async function writeJsonFileAtomic(path: string, value: unknown): Promise<void> {
+  await writeTextFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
+}
+
+/**
+ * Replaces the file at `path` with `text`, atomically: written to a
+ * temporary file beside it, synced to disk, then renamed over `path`.
+ */
+export async function writeTextFileAtomic(path: string, text: string): Promise<void> {
   const temporary = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.tmp`);
   try {
-    await Deno.writeTextFile(temporary, JSON.stringify(value, null, 2) + "\n", { createNew: true, mode: 0o644 });
+    await Deno.writeTextFile(temporary, text, { createNew: true, mode: 0o644 });
     // The data must be on disk before the rename makes it the file.
     const file = await Deno.open(temporary, { read: true });
     try {

@@ -101,9 +101,11 @@ export function keepAliveOnStrayErrors(logger: Logger): void {
 /** One line that says what went wrong, for logs and for users. */
 export function describeError(error: unknown): string {
   if (error instanceof Ice.Exception) {
-    // Ice exceptions print their Slice type id, plus the reason some carry.
-    const reason = (error as { reason?: string }).reason;
-    return `${error.ice_id()}${reason ? `: ${reason}` : ""}`;
+    // Ice exceptions print their Slice type id, plus the reason some carry (`unknown` for a servant's run-time
+    // error, whose first line says what happened).
+    const { reason, unknown } = error as { reason?: string; unknown?: string };
+    const detail = (reason || unknown || "").split("\n")[0];
+    return `${error.ice_id()}${detail ? `: ${detail}` : ""}`;
   }
   return error instanceof Error ? error.message : String(error);
 }

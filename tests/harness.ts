@@ -214,3 +214,70 @@ export async function testCommunicator(properties: string[] = []): Promise<
   await adapter.activate();
   return { communicator, adapter };
 }
+
+/**
+ * Starts an IceFlix service the way operators do, `./run_service <name> [--Name=value ...]` (same launcher, same
+ * narrow permissions), and waits for its ready line (its proxy). A service that does not get ready is stopped.
+ */
+export async function startIceFlixService(name: string, args: string[]): Promise<{ child: Child; proxy: string }> {
+  const child = new Child(`${ROOT}run_service`, [name, ...args]);
+  try {
+    return { child, proxy: await child.line(1) };
+  } catch (error) {
+    await child.stop("SIGKILL");
+    throw error;
+  }
+}
+
+/** Waits until something is bound to UDP `port` on this machine (from Linux's /proc/net/udp). */
+export async function waitForUdpPort(port: number, seconds = 15): Promise<void> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  await eventually(`UDP port ${port} is bound`, async () => {
+    const tables = await Promise.all(["/proc/net/udp", "/proc/net/udp6"].map((file) => Deno.readTextFile(file)));
+    return tables.some((table) => table.split("\n").some((line) => line.trim().split(/\s+/)[1]?.endsWith(hex)));
+  }, seconds);
+}
+
+/** The caps of the RTP/H.264 stream a StreamController sends, for a receiver that has no SDP. */
+const RTP_H264_CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96";
+
+/**
+ * A video player without a screen (gst-launch-1.0): it receives a StreamController's RTP/H.264 stream,
+ * decodes it, and counts the decoded frames.
+ */
+export class RtpReceiver {
+  readonly #child: Child;
+  readonly #sdpFile: string | undefined;
+
+  private constructor(source: string[], sdpFile?: string) {
+    this.#sdpFile = sdpFile;
+    // -v makes fakesink print one "last-message = chain" line per decoded frame it gets.
+    this.#child = new Child("gst-launch-1.0", [
+      ...["-v", ...source, "!", "rtph264depay", "!", "avdec_h264", "!", "fakesink", "silent=false"],
+    ]);
+  }
+
+  /** Listens on UDP `port`; the port is bound when this resolves. */
+  static async onPort(port: number): Promise<RtpReceiver> {
+    const receiver = new RtpReceiver(["udpsrc", `port=${port}`, `caps=${RTP_H264_CAPS}`]);
+    await waitForUdpPort(port);
+    return receiver;
+  }
+
+  /** Plays an SDP (what getSDP returned), as a player given that text does. */
+  static async fromSdp(sdp: string): Promise<RtpReceiver> {
+    const file = await Deno.makeTempFile({ suffix: ".sdp" });
+    await Deno.writeTextFile(file, sdp);
+    return new RtpReceiver(["filesrc", `location=${file}`, "!", "sdpdemux"], file);
+  }
+
+  /** The frames decoded so far. */
+  get frames(): number {
+    return this.#child.lines.filter((line) => line.includes("last-message = chain")).length;
+  }
+
+  async stop(): Promise<void> {
+    await this.#child.stop("SIGKILL");
+    if (this.#sdpFile) await Deno.remove(this.#sdpFile);
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * StreamController (spec 2.4.1): one client's stream of one video.
+ *
+ * The StreamProvider creates a controller per `getStream()` call, bound to one
+ * video for good. The controller:
+ *
+ * - creates its own IceStorm topic (a UUID, `getSyncTopic()`), where it asks
+ *   the client for a new token with `StreamerSync.requestAuthentication()`;
+ * - `getSDP(token, port)` starts a `gst-launch-1.0` sender towards the
+ *   caller's address and that UDP port, and returns the SDP to play it; a new
+ *   call moves the stream to the new port;
+ * - watches topic `AuthenticationStatus`: when its token is revoked it asks for
+ *   a new one and waits `IceFlix.Controller.GracePeriod` seconds; a valid
+ *   `refreshAuthentication(token)` in time keeps the stream, otherwise the
+ *   controller closes;
+ * - `stop()`, or the grace period running out, or the provider shutting down,
+ *   close it: the sender process ends, the servant is removed (later calls get
+ *   `Ice.ObjectNotExistException`) and the topic destroyed.
+ *
+ * @module
+ */
+import { Ice } from "ice";
+// @ts-types="./slice/iceflix.d.ts"
+import { IceFlix } from "./slice/iceflix.js";
+import type { Discovery } from "./discovery.ts";
+import { RtpSender, senderArguments, sessionDescription, type VideoFormat } from "./gstreamer.ts";
+import { describeError, type Logger } from "./service.ts";
+
+/** The topic where the Authenticators publish `TokenRevocation.revoke(token)` for expired tokens. */
+export const REVOCATION_TOPIC = "AuthenticationStatus";
+
+/** The UDP ports a client may ask the stream to be sent to. */
+const PORTS = { first: 1024, last: 65535 };
+
+/** A video a controller can stream. */
+export interface StreamMedia {
+  id: string;
+  /** Shown by players as the session name. */
+  name: string;
+  path: string;
+  format: VideoFormat;
+}
+
+/** What every controller of a provider shares. */
+export interface StreamContext {
+  adapter: Ice.ObjectAdapter;
+  discovery: Discovery;
+  logger: Logger;
+  /** Seconds a client has to send a new token after its token was revoked. */
+  gracePeriod: number;
+}
+
+/**
+ * Checks `token` with a live Authenticator (any of them, through discovery).
+ *
+ * @throws IceFlix.Unauthorized when the token is refused, or no Authenticator answers
+ */
+export async function requireValidToken(discovery: Discovery, logger: Logger, token: string): Promise<void> {
+  let valid: boolean;
+  try {
+    valid = await discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(token));
+  } catch (error) {
+    if (!(error instanceof IceFlix.TemporaryUnavailable)) throw error;
+    logger.warn("no Authenticator answers: a token cannot be checked, so it is refused");
+    valid = false;
+  }
+  if (!valid) throw new IceFlix.Unauthorized();
+}
+
+/** The servant of one stream. Create it with {@linkcode StreamController.open}. */
+export class StreamController extends IceFlix.StreamController {
+  /** The name of the stream's own topic, for `StreamerSync` events to the client. */
+  readonly topicName = crypto.randomUUID();
+  /** Resolves once the controller is closed and everything it held is released, IceStorm included. */
+  readonly released: Promise<void>;
+
+  readonly #media: StreamMedia;
+  readonly #context: StreamContext;
+  readonly #onClosed: () => void;
+  readonly #identity: Ice.Identity = Ice.stringToIdentity(crypto.randomUUID());
+  readonly #description: string;
+  readonly #sessionId = crypto.getRandomValues(new Uint32Array(1))[0];
+  readonly #release = Promise.withResolvers<void>();
+  #revocationListener: Ice.ObjectPrx | undefined;
+  /** The token whose revocation ends the stream (unless renewed): the last valid one the client presented. */
+  #token: string;
+  #sender: RtpSender | undefined;
+  #sdpVersion = 0;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+  /** Sender changes (getSDP, close) run one after the other, in call order. */
+  #senderChanges: Promise<unknown> = Promise.resolve();
+
+  private constructor(media: StreamMedia, token: string, context: StreamContext, onClosed: () => void) {
+    super();
+    this.#media = media;
+    this.#token = token;
+    this.#context = context;
+    this.#onClosed = onClosed;
+    this.#description = `stream ${this.#identity.name.slice(0, 8)} of "${media.name}"`;
+    this.released = this.#release.promise;
+  }
+
+  /**
+   * Creates a controller for `media`, authorised by `token` (already checked):
+   * adds its servant, creates its topic, subscribes it to revocations.
+   *
+   * @param onClosed called once the controller is closed and its sender gone
+   */
+  static async open(
+    media: StreamMedia,
+    token: string,
+    context: StreamContext,
+    onClosed: () => void,
+  ): Promise<{ controller: StreamController; proxy: IceFlix.StreamControllerPrx }> {
+    const controller = new StreamController(media, token, context, onClosed);
+    const { adapter, discovery, logger } = context;
+    // A UUID identity: the proxy is the client's handle on this stream, and nobody can guess another's.
+    const proxy = IceFlix.StreamControllerPrx.uncheckedCast(adapter.add(controller, controller.#identity));
+    // The revocation listener is an IceStorm subscriber: IceStorm calls its revoke() for every expired token.
+    controller.#revocationListener = adapter.addWithUUID(
+      new RevocationListener((revoked) => controller.#onRevoked(revoked)),
+    );
+    const subscribed = discovery.events.subscribe(REVOCATION_TOPIC, controller.#revocationListener);
+    try {
+      // Created now, so the client can subscribe to it before anything is published there.
+      await discovery.events.topic(controller.topicName);
+    } catch (error) {
+      logger.warn(
+        `${controller.#description}: cannot create its topic yet (${describeError(error)}); it is created when used`,
+      );
+    }
+    await subscribed;
+    logger.info(`${controller.#description}: opened`);
+    return { controller, proxy };
+  }
+
+  async getSDP(authentication: string, port: number, current: Ice.Current): Promise<string> {
+    await this.#authorize(authentication);
+    if (!Number.isInteger(port) || port < PORTS.first || port > PORTS.last) {
+      // The Slice leaves getSDP only Unauthorized: a refused port is a run-time error with the reason as its text.
+      throw new Ice.UnknownException(`UDP port ${port} refused: use a port from ${PORTS.first} to ${PORTS.last}`);
+    }
+    const { local, remote } = connectionAddresses(current);
+    const destination = { host: remote, port };
+    return await this.#changeSender(async () => {
+      this.#ensureOpen();
+      await this.#sender?.stop();
+      const description = `${this.#description} to ${remote}:${port}`;
+      const sender = new RtpSender(
+        senderArguments(this.#media.path, this.#media.format, destination),
+        description,
+        this.#context.logger,
+        () => {
+          if (this.#sender === sender) this.#sender = undefined;
+        },
+      );
+      this.#sender = sender;
+      const mode = this.#media.format.copy ? "copy" : "re-encode";
+      this.#context.logger.info(`${description}: sending (${mode}, gst-launch-1.0 pid ${sender.pid})`);
+      return sessionDescription({
+        sessionId: this.#sessionId,
+        version: ++this.#sdpVersion,
+        origin: local,
+        title: this.#media.name,
+        destination,
+      });
+    });
+  }
+
+  getSyncTopic(): string {
+    return this.topicName;
+  }
+
+  async refreshAuthentication(authentication: string): Promise<void> {
+    await this.#authorize(authentication);
+  }
+
+  async stop(): Promise<void> {
+    await this.close("stopped by the client");
+  }
+
+  /**
+   * Closes the controller for good: removes the servant, ends the sender and
+   * waits until its process is gone. The topic and the revocation
+   * subscription are then released in the background (see `released`), so a
+   * slow IceStorm does not delay the caller.
+   */
+  async close(reason: string): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#graceTimer);
+    const { adapter, discovery, logger } = this.#context;
+    // From now on a call to this controller gets Ice.ObjectNotExistException.
+    adapter.remove(this.#identity);
+    await this.#changeSender(() => this.#sender?.stop());
+    this.#onClosed();
+    logger.info(`${this.#description}: closed (${reason})`);
+    const listener = this.#revocationListener!;
+    Promise.allSettled([
+      discovery.events.unsubscribe(REVOCATION_TOPIC, listener).then(() => adapter.remove(listener.ice_getIdentity())),
+      discovery.events.destroyTopic(this.topicName),
+    ]).then(() => this.#release.resolve());
+  }
+
+  /** Checks `token`; a valid one becomes the watched token and ends a grace period in progress. */
+  async #authorize(token: string): Promise<void> {
+    await requireValidToken(this.#context.discovery, this.#context.logger, token);
+    this.#ensureOpen();
+    this.#token = token;
+    if (this.#graceTimer !== undefined) {
+      clearTimeout(this.#graceTimer);
+      this.#graceTimer = undefined;
+      this.#context.logger.info(`${this.#description}: authorised again; the stream goes on`);
+    }
+  }
+
+  /** The token was revoked: ask the client for a new one and give it the grace period. */
+  #onRevoked(token: string): void {
+    if (this.#closed || token !== this.#token || this.#graceTimer !== undefined) return;
+    const { gracePeriod, discovery, logger } = this.#context;
+    logger.info(`${this.#description}: its token was revoked; asking the client for a new one (${gracePeriod} s)`);
+    this.#graceTimer = setTimeout(
+      () => this.close(`no new token within ${gracePeriod} s of the revocation`),
+      gracePeriod * 1000,
+    );
+    discovery.events.publish(
+      this.topicName,
+      (publisher) => IceFlix.StreamerSyncPrx.uncheckedCast(publisher).requestAuthentication(),
+    );
+  }
+
+  /** A call that raced with close() ends as calls after it do (Ice fills in the operation). */
+  #ensureOpen(): void {
+    if (this.#closed) throw new Ice.ObjectNotExistException(this.#identity);
+  }
+
+  #changeSender<T>(change: () => T | Promise<T>): Promise<T> {
+    const changed = this.#senderChanges.then(change);
+    this.#senderChanges = changed.catch(() => {});
+    return changed;
+  }
+}
+
+/** The IceStorm subscriber of one controller to topic `AuthenticationStatus`. */
+class RevocationListener extends IceFlix.TokenRevocation {
+  readonly #onRevoked: (token: string) => void;
+
+  constructor(onRevoked: (token: string) => void) {
+    super();
+    this.#onRevoked = onRevoked;
+  }
+
+  revoke(authentication: string): void {
+    this.#onRevoked(authentication);
+  }
+}
+
+/**
+ * The two ends of the Ice connection a request came on: where the RTP packets
+ * go is the caller's address, as seen by this server (an IPv4 address in
+ * IPv6 form, `::ffff:a.b.c.d`, is given as plain IPv4).
+ */
+function connectionAddresses(current: Ice.Current): { local: string; remote: string } {
+  // A connection's info may wrap the transport's (ws over tcp, ssl): the addresses are in the IP one.
+  let info: Ice.ConnectionInfo | null = current.con?.getInfo() ?? null;
+  while (info && !(info instanceof Ice.IPConnectionInfo)) info = info.underlying;
+  const plain = (address: string) => address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
+  // No connection means a call from this very process.
+  if (!info) return { local: "127.0.0.1", remote: "127.0.0.1" };
+  return { local: plain(info.localAddress), remote: plain(info.remoteAddress) };
+}

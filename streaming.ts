@@ -1,0 +1,384 @@
+/**
+ * The StreamProvider (spec 1.4, 2.4): offers the videos of a folder and
+ * creates a StreamController for each client that wants to watch one.
+ *
+ * At start it scans `IceFlix.Streaming.MediaDir` (default `media/`): every
+ * video file gets its id, the SHA-256 of its bytes, and is announced with
+ * `StreamAnnounces.newMedia(id, initialName, providerId)` on topic
+ * `MediaAnnouncements`; the provider itself is announced through discovery as
+ * kind "media". SIGUSR2 (sent by `./reload_media`) rescans the folder: new
+ * files are hashed and announced, removed ones stop being available, and
+ * unchanged ones (same size and modification time) are not hashed again.
+ *
+ *   ./run_service streaming [--Name=value ...]
+ *
+ * @module
+ */
+import { Ice } from "ice";
+// @ts-types="./slice/iceflix.d.ts"
+import { IceFlix } from "./slice/iceflix.js";
+import { createHash } from "node:crypto";
+import { basename, extname, join } from "node:path";
+import { Discovery } from "./discovery.ts";
+import { probeVideo, type VideoFormat } from "./gstreamer.ts";
+import { requireValidToken, type StreamContext, StreamController, type StreamMedia } from "./controller.ts";
+import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
+
+/** The topic where providers announce their videos. */
+export const MEDIA_TOPIC = "MediaAnnouncements";
+
+/** The file extensions looked at as videos (lowercase); other files are skipped. */
+export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
+  "mp4",
+  "m4v",
+  "mov",
+  "mkv",
+  "webm",
+  "avi",
+  "ogv",
+  "mpg",
+  "mpeg",
+  "ts",
+  "flv",
+  "wmv",
+  "3gp",
+]);
+
+/** Streams served at once unless `IceFlix.Streaming.MaxStreams` says otherwise. */
+const DEFAULT_MAX_STREAMS = 8;
+
+/** Bytes read at a time while hashing: memory use stays this small whatever the file size. */
+const HASH_CHUNK = 1 << 20;
+
+/** A scan that takes longer than this logs its progress at this interval (ms). */
+const PROGRESS_INTERVAL = 2000;
+
+/**
+ * The lowercase hex SHA-256 of a file's bytes, read in chunks: a file of any
+ * size is hashed in constant memory (node:crypto's hash is incremental, which
+ * Web Crypto's digest is not).
+ *
+ * @param onRead called with the number of bytes after every chunk
+ */
+export async function sha256File(path: string, onRead: (bytes: number) => void = () => {}): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(HASH_CHUNK);
+  for (let count; (count = await file.read(buffer)) !== null;) {
+    hash.update(buffer.subarray(0, count));
+    onRead(count);
+  }
+  return hash.digest("hex");
+}
+
+/** A file of the folder as the last scan found it. */
+interface FileState {
+  path: string;
+  size: number;
+  /** Modification time (ms since the epoch): with `size`, tells whether the file changed since it was examined. */
+  modified: number;
+}
+
+/** What examining a file found: its video, or none when the file cannot be streamed. */
+interface Examined extends FileState {
+  media?: StreamMedia;
+}
+
+/**
+ * The videos of one folder, by id. {@linkcode scan} brings them up to date
+ * with the folder; files that did not change are not read again.
+ */
+export class MediaLibrary {
+  readonly folder: string;
+  readonly #logger: Logger;
+  #byId = new Map<string, StreamMedia>();
+  /** path -> what its last examination found, kept while the file is unchanged. */
+  #examined = new Map<string, Examined>();
+
+  constructor(folder: string, logger: Logger) {
+    this.folder = folder;
+    this.#logger = logger;
+  }
+
+  /** The video with id `id`, if this provider offers it. */
+  get(id: string): StreamMedia | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Every video offered, in file name order. */
+  get files(): StreamMedia[] {
+    return [...this.#byId.values()];
+  }
+
+  /**
+   * Reads the folder again: files new or changed since the last scan are
+   * examined (codec) and hashed; videos no longer there stop being offered.
+   * Returns the videos offered now that were not before.
+   *
+   * @throws Error if the folder cannot be read (nothing changes then)
+   */
+  async scan(): Promise<StreamMedia[]> {
+    const candidates: FileState[] = [];
+    const skipped: string[] = [];
+    for await (const entry of Deno.readDir(this.folder)) {
+      // Hidden files are editors' and downloaders' leftovers, not videos.
+      if (entry.name.startsWith(".")) continue;
+      const path = join(this.folder, entry.name);
+      const info = await Deno.stat(path).catch(() => undefined); // Follows symbolic links; a broken one is skipped.
+      if (!info?.isFile || !VIDEO_EXTENSIONS.has(extname(entry.name).slice(1).toLowerCase())) {
+        skipped.push(info?.isDirectory ? `${entry.name}/` : entry.name);
+        continue;
+      }
+      candidates.push({ path, size: info.size, modified: info.mtime?.getTime() ?? 0 });
+    }
+    candidates.sort((a, b) => a.path < b.path ? -1 : 1);
+    if (skipped.length > 0) {
+      this.#logger.info(
+        `not videos, skipped: ${skipped.sort().join(", ")} (videos end in .${[...VIDEO_EXTENSIONS].join(", .")})`,
+      );
+    }
+
+    const unchanged = ({ path, size, modified }: FileState) => {
+      const known = this.#examined.get(path);
+      return known !== undefined && known.size === size && known.modified === modified;
+    };
+    const toExamine = candidates.filter((file) => !unchanged(file));
+    const progress = new ScanProgress(toExamine.reduce((total, file) => total + file.size, 0), this.#logger);
+    const examined = new Map<string, Examined>();
+    try {
+      for (const file of candidates) {
+        const result = unchanged(file) ? this.#examined.get(file.path) : await this.#examine(file, progress);
+        if (result) examined.set(file.path, result);
+      }
+    } finally {
+      progress.end();
+    }
+
+    const byId = new Map<string, StreamMedia>();
+    for (const { media } of examined.values()) {
+      if (!media) continue;
+      const same = byId.get(media.id);
+      if (same) {
+        this.#logger.info(`${basename(media.path)} has the same content as ${basename(same.path)}: offered once`);
+        continue;
+      }
+      byId.set(media.id, media);
+    }
+    for (const [id, media] of this.#byId) {
+      if (!byId.has(id)) this.#logger.info(`"${media.name}" (${basename(media.path)}) is no longer offered`);
+    }
+    const added = [...byId.values()].filter((media) => !this.#byId.has(media.id));
+    this.#byId = byId;
+    this.#examined = examined;
+    return added;
+  }
+
+  /**
+   * Looks at a new or changed file: its video format first (quick), then its
+   * hash. A file that is not a playable video is remembered as such until it
+   * changes; one that cannot be read (`undefined`) is tried again next scan.
+   */
+  async #examine(file: FileState, progress: ScanProgress): Promise<Examined | undefined> {
+    const path = file.path;
+    let format: VideoFormat;
+    try {
+      format = await probeVideo(path);
+    } catch (error) {
+      this.#logger.warn(`skipping ${basename(path)}: ${describeError(error)}`);
+      progress.read(file.size);
+      return file;
+    }
+    progress.start(basename(path));
+    let id: string;
+    try {
+      id = await sha256File(path, (bytes) => progress.read(bytes));
+    } catch (error) {
+      this.#logger.warn(`skipping ${basename(path)}: cannot read it (${describeError(error)})`);
+      return undefined;
+    }
+    const name = basename(path, extname(path));
+    this.#logger.info(`${basename(path)}: ${format.video} in ${format.container}, id ${id}`);
+    return { ...file, media: { id, name, path, format } };
+  }
+}
+
+/** Progress lines on stderr while a long scan hashes. */
+class ScanProgress {
+  readonly #total: number;
+  readonly #logger: Logger;
+  readonly #started = performance.now();
+  #done = 0;
+  #file = "";
+  #timer: ReturnType<typeof setInterval>;
+
+  constructor(totalBytes: number, logger: Logger) {
+    this.#total = totalBytes;
+    this.#logger = logger;
+    this.#timer = setInterval(() => this.#report(), PROGRESS_INTERVAL);
+  }
+
+  start(file: string): void {
+    this.#file = file;
+  }
+
+  /** Counts `bytes` more as done (hashed, or skipped). */
+  read(bytes: number): void {
+    this.#done += bytes;
+  }
+
+  end(): void {
+    clearInterval(this.#timer);
+    const seconds = (performance.now() - this.#started) / 1000;
+    if (seconds * 1000 >= PROGRESS_INTERVAL) {
+      this.#logger.info(`scan done: ${megabytes(this.#done)} MB hashed in ${seconds.toFixed(1)} s`);
+    }
+  }
+
+  #report(): void {
+    const percent = this.#total > 0 ? Math.floor(100 * this.#done / this.#total) : 100;
+    this.#logger.info(
+      `scanning: ${megabytes(this.#done)} of ${megabytes(this.#total)} MB hashed (${percent} %), now ${this.#file}`,
+    );
+  }
+}
+
+function megabytes(bytes: number): string {
+  return (bytes / 1e6).toFixed(0);
+}
+
+/** The StreamProvider servant. */
+class StreamProvider extends IceFlix.StreamProvider {
+  readonly #library: MediaLibrary;
+  readonly #context: StreamContext;
+  readonly #maxStreams: number;
+  readonly #announce: (media: StreamMedia[]) => Promise<void>;
+  /** The open controllers. */
+  readonly #streams = new Set<StreamController>();
+  /** getStream calls between the limit check and their controller's opening. */
+  #opening = 0;
+
+  constructor(
+    library: MediaLibrary,
+    context: StreamContext,
+    maxStreams: number,
+    announce: (media: StreamMedia[]) => Promise<void>,
+  ) {
+    super();
+    this.#library = library;
+    this.#context = context;
+    this.#maxStreams = maxStreams;
+    this.#announce = announce;
+  }
+
+  async getStream(id: string, authentication: string): Promise<IceFlix.StreamControllerPrx> {
+    const { discovery, logger } = this.#context;
+    await requireValidToken(discovery, logger, authentication);
+    const media = this.#library.get(id);
+    if (!media) throw new IceFlix.WrongMediaId(id);
+    if (this.#streams.size + this.#opening >= this.#maxStreams) {
+      logger.warn(`stream of "${media.name}" refused: ${this.#maxStreams} streams open already`);
+      // The Slice leaves getStream only Unauthorized and WrongMediaId: a full provider is a run-time error whose
+      // text says why, which every Ice client shows (Ice.UnknownException.unknown).
+      throw new Ice.UnknownException(
+        `this media server is serving its maximum of ${this.#maxStreams} streams (IceFlix.Streaming.MaxStreams); ` +
+          "try again later",
+      );
+    }
+    // The slot is taken before the first await, so concurrent calls cannot overshoot the limit.
+    this.#opening++;
+    try {
+      const { controller, proxy } = await StreamController.open(
+        media,
+        authentication,
+        this.#context,
+        () => this.#streams.delete(controller),
+      );
+      this.#streams.add(controller);
+      return proxy;
+    } finally {
+      this.#opening--;
+    }
+  }
+
+  isAvailable(id: string): boolean {
+    return this.#library.get(id) !== undefined;
+  }
+
+  async reannounceMedia(): Promise<void> {
+    await this.#announce(this.#library.files);
+  }
+
+  /** Closes every stream (at shutdown) and waits until all is released. */
+  async closeAll(reason: string): Promise<void> {
+    await Promise.all([...this.#streams].map(async (controller) => {
+      await controller.close(reason);
+      await controller.released;
+    }));
+  }
+}
+
+if (import.meta.main) {
+  await runService({
+    name: "streaming",
+    adapterName: "StreamingAdapter",
+    async setup({ adapter, properties, logger, onShutdown }) {
+      const folder = properties.getPropertyWithDefault("IceFlix.Streaming.MediaDir", "media");
+      const gracePeriod = secondsProperty(properties, "IceFlix.Controller.GracePeriod", 10);
+      const maxStreams = properties.getPropertyAsIntWithDefault("IceFlix.Streaming.MaxStreams", DEFAULT_MAX_STREAMS);
+      if (maxStreams < 1) {
+        throw new Error(`property IceFlix.Streaming.MaxStreams must be at least 1, not ${maxStreams}`);
+      }
+
+      const library = new MediaLibrary(folder, logger);
+      // The provider's proxy is made before its servant, because the servant needs discovery and discovery the proxy.
+      const identity = Ice.stringToIdentity(crypto.randomUUID());
+      const discovery = new Discovery(adapter, logger, { kind: "media", proxy: adapter.createProxy(identity) });
+      const announce = async (media: StreamMedia[]) => {
+        for (const { id, name } of media) {
+          await discovery.events.publish(
+            MEDIA_TOPIC,
+            (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(id, name, discovery.id),
+          );
+        }
+      };
+      const provider = new StreamProvider(library, { adapter, discovery, logger, gracePeriod }, maxStreams, announce);
+      const proxy = adapter.add(provider, identity);
+
+      // ./reload_media sends SIGUSR2 (not SIGUSR1, on which Deno opens its debugger): rescan, announce what is new.
+      // The listener comes first, as the signal's default action would end the process; rescans wait for the
+      // start-up to finish, and a signal during a scan queues one more scan.
+      const started = Promise.withResolvers<void>();
+      let rescans = started.promise;
+      let queued = false;
+      Deno.addSignalListener("SIGUSR2", () => {
+        if (queued) return;
+        queued = true;
+        rescans = rescans.then(async () => {
+          queued = false;
+          logger.info(`SIGUSR2: rescanning ${folder}`);
+          try {
+            const added = await library.scan();
+            await announce(added);
+            logger.info(`${added.length} new video(s) announced; ${library.files.length} offered`);
+          } catch (error) {
+            logger.error(`rescan failed, the offer is unchanged: ${describeError(error)}`);
+          }
+        });
+      });
+
+      try {
+        await library.scan();
+      } catch (error) {
+        throw new Error(`cannot read the media folder ${folder} (IceFlix.Streaming.MediaDir): ${describeError(error)}`);
+      }
+      logger.info(`${library.files.length} video(s) in ${folder}`);
+      await discovery.start();
+      onShutdown(() => discovery.stop());
+      await announce(library.files);
+      // Registered last, so it runs first: the streams close while IceStorm is still reachable through discovery.
+      onShutdown(() => provider.closeAll("the service is shutting down"));
+      started.resolve();
+      return proxy;
+    },
+  });
+}

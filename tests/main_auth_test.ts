@@ -1,0 +1,343 @@
+/**
+ * Main, the Authenticator and ./add_user, as real processes started by
+ * ./run_service, with a real IceStorm of each test's own.
+ */
+import assert from "node:assert/strict";
+// @ts-types="../slice/iceflix.d.ts"
+import { IceFlix } from "../slice/iceflix.js";
+import { Discovery } from "../discovery.ts";
+import { EventChannel } from "../events.ts";
+import { createLogger } from "../service.ts";
+import { sha256Hex } from "../users.ts";
+import {
+  Child,
+  eventually,
+  IceStormServer,
+  ROOT,
+  runPython,
+  startIceFlixService,
+  testCommunicator,
+} from "./harness.ts";
+
+const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";
+const LIFETIME_SECONDS = 3;
+
+/** A folder for a test's users and pid files, inside the checkout where ./run_service lets auth read. */
+async function scratchDir(): Promise<string> {
+  await Deno.mkdir(`${ROOT}data`, { recursive: true });
+  return await Deno.makeTempDir({ dir: `${ROOT}data`, prefix: "test-auth-" });
+}
+
+/** Writes a users file with these user -> password pairs; returns its path. */
+async function writeUsers(dir: string, passwords: Record<string, string>): Promise<string> {
+  const path = `${dir}/users.json`;
+  const users = Object.fromEntries(Object.entries(passwords).map(([user, password]) => [user, sha256Hex(password)]));
+  await Deno.writeTextFile(path, JSON.stringify(users));
+  return path;
+}
+
+function startAuth(icestorm: IceStormServer, usersFile: string) {
+  return startIceFlixService("auth", [
+    "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
+    icestorm.option,
+    INTERVAL,
+    `--IceFlix.Auth.UsersFile=${usersFile}`,
+    `--IceFlix.Auth.TokenLifetime=${LIFETIME_SECONDS}`,
+    "--IceFlix.LogLevel=debug",
+  ]);
+}
+
+function startMain(icestorm: IceStormServer) {
+  return startIceFlixService("main", ["--MainAdapter.Endpoints=tcp -h 127.0.0.1 -p 0", icestorm.option, INTERVAL]);
+}
+
+/** Runs ./add_user with these arguments (and `stdin` as its input); returns its exit code and output. */
+async function addUser(args: string[], stdin = ""): Promise<{ code: number; stdout: string; stderr: string }> {
+  const process = new Deno.Command(`${ROOT}add_user`, { args, stdin: "piped", stdout: "piped", stderr: "piped" })
+    .spawn();
+  const writer = process.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(stdin));
+  await writer.close();
+  const output = await process.output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+/** Whether `promise` resolves (rather than rejects). */
+async function succeeds(promise: PromiseLike<unknown>): Promise<boolean> {
+  try {
+    await promise;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `promise` rejects with `type`. */
+async function rejectsWith(promise: PromiseLike<unknown>, type: abstract new (...args: never[]) => unknown) {
+  try {
+    await promise;
+    return false;
+  } catch (error) {
+    return error instanceof type;
+  }
+}
+
+/** A MediaCatalog in the test process that announces itself like a catalog service. */
+class EmptyCatalog extends IceFlix.MediaCatalog {
+  getTile(id: string): IceFlix.Media {
+    throw new IceFlix.WrongMediaId(id);
+  }
+  getTilesByName(): string[] {
+    return [];
+  }
+  getTilesByTags(): string[] {
+    return [];
+  }
+  renameTile(): void {
+    throw new IceFlix.Unauthorized();
+  }
+  addTags(): void {
+    throw new IceFlix.Unauthorized();
+  }
+  removeTags(): void {
+    throw new IceFlix.Unauthorized();
+  }
+}
+
+Deno.test("main: hands out live auth and catalog services, round-robin; none or dead -> TemporaryUnavailable", async () => {
+  const icestorm = await IceStormServer.start();
+  const dir = await scratchDir();
+  const usersFile = await writeUsers(dir, { alice: "alice's secret" });
+  const { communicator, adapter } = await testCommunicator([icestorm.option, INTERVAL]);
+  const main = await startMain(icestorm);
+  const auths: Child[] = [];
+  try {
+    const mainPrx = IceFlix.MainPrx.uncheckedCast(communicator.stringToProxy(main.proxy));
+    await assert.rejects(mainPrx.getAuthenticator(), IceFlix.TemporaryUnavailable);
+    await assert.rejects(mainPrx.getCatalogService(), IceFlix.TemporaryUnavailable);
+
+    const auth = await startAuth(icestorm, usersFile);
+    auths.push(auth.child);
+    const catalogPrx = adapter.addWithUUID(new EmptyCatalog());
+    const catalog = new Discovery(adapter, createLogger("catalog", communicator.getProperties()), {
+      kind: "catalog",
+      proxy: catalogPrx,
+    });
+    await catalog.start();
+    await eventually("main knows the auth", () => succeeds(mainPrx.getAuthenticator()));
+    await eventually("main knows the catalog", () => succeeds(mainPrx.getCatalogService()));
+
+    const authenticator = await mainPrx.getAuthenticator();
+    assert.equal(communicator.proxyToString(authenticator), auth.proxy);
+    assert.ok(await authenticator.ice_isA(IceFlix.Authenticator.ice_staticId()));
+    assert.match(await authenticator.refreshAuthorization("alice", sha256Hex("alice's secret")), /^[0-9a-f]{32}$/);
+    const catalogGiven = await mainPrx.getCatalogService();
+    assert.ok(catalogGiven.equals(catalogPrx));
+    assert.ok(await catalogGiven.ice_isA(IceFlix.MediaCatalog.ice_staticId()));
+    assert.deepEqual(await catalogGiven.getTilesByName("x", false), []);
+
+    // A SIGKILLed auth is never handed out again; with no other, TemporaryUnavailable.
+    await auth.child.stop("SIGKILL");
+    const killedAt = Date.now();
+    await eventually(
+      "main says no auth is available",
+      () => rejectsWith(mainPrx.getAuthenticator(), IceFlix.TemporaryUnavailable),
+    );
+    assert.ok(Date.now() - killedAt <= 2 * 1000, `noticed after ${Date.now() - killedAt} ms`);
+    await catalog.stop();
+
+    // Two auths: both are handed out, in turn.
+    const [first, second] = await Promise.all([startAuth(icestorm, usersFile), startAuth(icestorm, usersFile)]);
+    auths.push(first.child, second.child);
+    const handedOut = async () => {
+      const proxies = [];
+      for (let call = 0; call < 4; call++) proxies.push(communicator.proxyToString(await mainPrx.getAuthenticator()));
+      return proxies;
+    };
+    await eventually("main hands out both auths", async () => new Set(await handedOut()).size === 2);
+    const proxies = await handedOut();
+    assert.deepEqual(new Set(proxies), new Set([first.proxy, second.proxy]));
+    assert.notEqual(proxies[0], proxies[1], "round-robin");
+  } finally {
+    await Promise.all([main.child.stop(), ...auths.map((child) => child.stop())]);
+    await communicator.destroy();
+    await icestorm.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("auth: credentials, several tokens per user, expiry, a revoke event per expired token", async () => {
+  const icestorm = await IceStormServer.start();
+  const dir = await scratchDir();
+  const usersFile = await writeUsers(dir, { alice: "alice's secret", bob: "bob's secret" });
+  const { communicator, adapter } = await testCommunicator([icestorm.option]);
+  const revoked: string[] = [];
+  class Revocations extends IceFlix.TokenRevocation {
+    revoke(token: string) {
+      revoked.push(token);
+    }
+  }
+  const events = new EventChannel(communicator, createLogger("test", communicator.getProperties()));
+  await events.subscribe("AuthenticationStatus", adapter.addWithUUID(new Revocations()));
+  const auth = await startAuth(icestorm, usersFile);
+  try {
+    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
+    const tokens = [
+      await authenticator.refreshAuthorization("alice", sha256Hex("alice's secret")),
+      await authenticator.refreshAuthorization("alice", sha256Hex("alice's secret")),
+      // Hexadecimal is hexadecimal, whatever its case.
+      await authenticator.refreshAuthorization("bob", sha256Hex("bob's secret").toUpperCase()),
+    ];
+    assert.equal(new Set(tokens).size, 3, "every token is new");
+    for (const token of tokens) assert.match(token, /^[0-9a-f]{32}$/, "128 random bits");
+    for (const [user, password] of [["alice", "bob's secret"], ["carol", "anything"], ["", ""], ["alice", "x"]]) {
+      await assert.rejects(authenticator.refreshAuthorization(user, sha256Hex(password)), IceFlix.Unauthorized);
+    }
+    await assert.rejects(authenticator.refreshAuthorization("alice", "not a hash"), IceFlix.Unauthorized);
+
+    for (const token of tokens) assert.equal(await authenticator.isAuthorized(token), true);
+    assert.equal(await authenticator.isAuthorized("0".repeat(32)), false);
+    assert.equal(await authenticator.isAuthorized(""), false);
+
+    await eventually("every token is revoked through IceStorm", () => revoked.length >= 3, 3 * LIFETIME_SECONDS);
+    assert.deepEqual([...revoked].sort(), [...tokens].sort(), "one revoke event per token");
+    for (const token of tokens) assert.equal(await authenticator.isAuthorized(token), false);
+    // A token is valid again for nobody; the user just asks for a new one.
+    assert.equal(
+      await authenticator.isAuthorized(await authenticator.refreshAuthorization("bob", sha256Hex("bob's secret"))),
+      true,
+    );
+
+    assert.match(auth.child.stderr, /new token for alice/);
+    for (const token of tokens) assert.ok(!auth.child.stderr.includes(token), "tokens are never logged");
+  } finally {
+    await auth.child.stop();
+    await communicator.destroy();
+    await icestorm.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid file); bad input changes nothing", async () => {
+  const icestorm = await IceStormServer.start();
+  const dir = await scratchDir();
+  const usersFile = `${dir}/users.json`; // Missing at first.
+  const pidFile = `${dir}/auth.pid`;
+  const { communicator } = await testCommunicator();
+  const auth = await startAuth(icestorm, usersFile);
+  // A stale pid file may name an unrelated process: it must survive, SIGUSR2 would kill it.
+  const bystander = new Deno.Command("sleep", { args: ["60"] }).spawn();
+  try {
+    assert.match(auth.child.stderr, /users file .*users\.json not found: nobody can log in/);
+    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
+    const logIn = (user: string, password: string) => authenticator.refreshAuthorization(user, sha256Hex(password));
+    await assert.rejects(logIn("carol", "carol's secret"), IceFlix.Unauthorized);
+
+    await Deno.writeTextFile(pidFile, `${auth.child.process.pid}\n${bystander.pid}\n`);
+    let run = await addUser([`--users-file=${usersFile}`, `--pid-file=${pidFile}`, "carol", "carol's secret"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /user carol added to .*users\.json\n1 running Authenticator\(s\) told to reload/);
+    await eventually("carol can log in", () => succeeds(logIn("carol", "carol's secret")));
+
+    // The password typed on standard input (no echo on a terminal) replaces the old one.
+    run = await addUser([`--users-file=${usersFile}`, `--pid-file=${pidFile}`, "carol"], "new secret\n");
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /user carol: password changed/);
+    await eventually("the new password works", () => succeeds(logIn("carol", "new secret")));
+    await assert.rejects(logIn("carol", "carol's secret"), IceFlix.Unauthorized);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { carol: sha256Hex("new secret") });
+
+    // Refused: a bad user name, an empty password, a corrupt users file; the file stays as it was, byte for byte.
+    const before = await Deno.readFile(usersFile);
+    run = await addUser([`--users-file=${usersFile}`, `--pid-file=${pidFile}`, "dave smith", "x"]);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /invalid user name "dave smith": 1 to 64 characters: letters, digits/);
+    run = await addUser([`--users-file=${usersFile}`, `--pid-file=${pidFile}`, "dave"], "\n");
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /password must not be empty/);
+    assert.deepEqual(await Deno.readFile(usersFile), before);
+    const corrupt = new TextEncoder().encode('{"carol": "0123');
+    await Deno.writeFile(usersFile, corrupt);
+    run = await addUser([`--users-file=${usersFile}`, `--pid-file=${pidFile}`, "dave", "x"]);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /users\.json is not valid JSON .* left untouched/);
+    assert.deepEqual(await Deno.readFile(usersFile), corrupt);
+
+    // A corrupt file at reload: the auth keeps the users it had.
+    Deno.kill(auth.child.process.pid, "SIGUSR2");
+    await eventually("auth logs the failed reload", () => auth.child.stderr.includes("cannot reload"));
+    assert.match(auth.child.stderr, /cannot reload: .*users\.json is not valid JSON.*keeping the 1 user\(s\) loaded/);
+    assert.ok(await logIn("carol", "new secret"));
+    assert.deepEqual(await Deno.readFile(usersFile), corrupt);
+
+    bystander.kill("SIGTERM");
+    assert.equal((await bystander.status).signal, "SIGTERM", "the bystander got no SIGUSR2");
+  } finally {
+    try {
+      bystander.kill("SIGKILL");
+    } catch {
+      // Ended already.
+    }
+    await bystander.status;
+    await auth.child.stop();
+    await communicator.destroy();
+    await icestorm.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("add_user works while nothing runs; auth refuses a corrupt users file at start and leaves it untouched", async () => {
+  const dir = await scratchDir();
+  try {
+    const usersFile = `${dir}/users.json`;
+    const run = await addUser([`--users-file=${usersFile}`, `--pid-file=${dir}/none.pid`, "erin", "erin's secret"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /no running Authenticator listed in .*none\.pid/);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { erin: sha256Hex("erin's secret") });
+
+    for (
+      const [content, error] of [["{ not json", /is not valid JSON/], ['{"erin": "short"}', /user erin: the password/]]
+    ) {
+      await Deno.writeTextFile(usersFile, content as string);
+      const auth = new Child(`${ROOT}run_service`, ["auth", `--IceFlix.Auth.UsersFile=${usersFile}`]);
+      const status = await auth.wait();
+      assert.notEqual(status.code, 0);
+      assert.match(auth.stderr, /cannot start: .*users\.json/);
+      assert.match(auth.stderr, error as RegExp);
+      assert.equal(await Deno.readTextFile(usersFile), content, "left untouched");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("interop: a Python client logs in through Main and the Authenticator", async () => {
+  const icestorm = await IceStormServer.start();
+  const dir = await scratchDir();
+  const usersFile = await writeUsers(dir, { frank: "frank's secret" });
+  const { communicator } = await testCommunicator();
+  const main = await startMain(icestorm);
+  const auth = await startAuth(icestorm, usersFile);
+  try {
+    const mainPrx = IceFlix.MainPrx.uncheckedCast(communicator.stringToProxy(main.proxy));
+    await eventually("main knows the auth", () => succeeds(mainPrx.getAuthenticator()));
+    assert.equal(
+      await runPython("main_auth_client.py", [main.proxy, "frank", "frank's secret"]),
+      [
+        "catalog: TemporaryUnavailable",
+        `authenticator: ${auth.proxy}`,
+        "token: 32 hex digits",
+        "isAuthorized(token): True",
+        "isAuthorized(other): False",
+        "wrong password: Unauthorized",
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    await Promise.all([main.child.stop(), auth.child.stop()]);
+    await communicator.destroy();
+    await icestorm.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,452 @@
+/**
+ * StreamProvider and StreamController, the real thing: `./run_service streaming`,
+ * IceStorm, the toy Authenticator, gst-launch-1.0 senders, and gst-launch-1.0
+ * receivers that decode what arrives (udpsrc, or sdpdemux reading the SDP the
+ * controller returned).
+ */
+import assert from "node:assert/strict";
+import { Ice, IceStorm } from "ice";
+// @ts-types="../slice/iceflix.d.ts"
+import { IceFlix } from "../slice/iceflix.js";
+import { EventChannel } from "../events.ts";
+import { createLogger, describeError } from "../service.ts";
+import {
+  Child,
+  delay,
+  eventually,
+  freePort,
+  IceStormServer,
+  ROOT,
+  RtpReceiver,
+  runPython,
+  startIceFlixService,
+  startService,
+  testCommunicator,
+} from "./harness.ts";
+
+/** The samples ./setup makes in media/: one streamed as it is, one re-encoded. */
+const COPY_SAMPLE = "test_pattern.mp4";
+const REENCODE_SAMPLE = "bouncing_ball.webm";
+
+/** The only token the toy Authenticator accepts. */
+const TOKEN = "toy-token";
+
+/** Decoded frames that show a stream plays (the samples run at 30 frames a second). */
+const SOME_FRAMES = 15;
+
+/** The lowercase hex SHA-256 of a file, as `sha256sum` computes it. */
+async function sha256sum(path: string): Promise<string> {
+  const output = await new Deno.Command("sha256sum", { args: [path] }).output();
+  assert.ok(output.success);
+  return new TextDecoder().decode(output.stdout).split(" ")[0];
+}
+
+/** A temporary media folder holding copies of `files` from media/. */
+async function mediaFolder(files: string[]): Promise<string> {
+  const folder = await Deno.makeTempDir({ prefix: "iceflix-media-" });
+  for (const file of files) await Deno.copyFile(`${ROOT}media/${file}`, `${folder}/${file}`);
+  return folder;
+}
+
+/** Writes a short H.264 MP4 of `frames` frames of snow (different bytes from the samples). */
+async function makeClip(path: string, frames: number): Promise<void> {
+  const output = await new Deno.Command("gst-launch-1.0", {
+    args: [
+      ...["-q", "videotestsrc", `num-buffers=${frames}`, "pattern=snow", "!"],
+      ...["video/x-raw,width=320,height=240,framerate=30/1", "!", "x264enc", "key-int-max=15", "!", "mp4mux"],
+      ...["!", "filesink", `location=${path}`],
+    ],
+  }).output();
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+}
+
+/** Whether process `pid` exists (a zombie, not reaped yet, counts as existing). */
+function processExists(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Collects `newMedia` events. */
+class Announcements extends IceFlix.StreamAnnounces {
+  readonly received: { id: string; name: string; provider: string }[] = [];
+
+  newMedia(id: string, initialName: string, providerId: string): void {
+    this.received.push({ id, name: initialName, provider: providerId });
+  }
+}
+
+/** Counts `requestAuthentication` events. */
+class SyncListener extends IceFlix.StreamerSync {
+  requests = 0;
+
+  requestAuthentication(): void {
+    this.requests++;
+  }
+}
+
+/**
+ * One test's system: IceStorm, a streaming service on a media folder, the toy
+ * Authenticator when asked for, and an Ice communicator of the test's own (a
+ * client, IceStorm publisher and subscriber).
+ */
+class Stack {
+  readonly icestorm: IceStormServer;
+  readonly communicator: Ice.Communicator;
+  readonly adapter: Ice.ObjectAdapter;
+  readonly events: EventChannel;
+  streaming!: Child;
+  provider!: IceFlix.StreamProviderPrx;
+  providerText = "";
+  #toy: Child | undefined;
+  readonly #receivers: RtpReceiver[] = [];
+
+  private constructor(icestorm: IceStormServer, communicator: Ice.Communicator, adapter: Ice.ObjectAdapter) {
+    this.icestorm = icestorm;
+    this.communicator = communicator;
+    this.adapter = adapter;
+    this.events = new EventChannel(communicator, createLogger("test", communicator.getProperties()));
+  }
+
+  /** IceStorm and the test's communicator; then {@linkcode startStreaming} and {@linkcode startAuth}. */
+  static async start(): Promise<Stack> {
+    const icestorm = await IceStormServer.start();
+    const { communicator, adapter } = await testCommunicator([icestorm.option]);
+    return new Stack(icestorm, communicator, adapter);
+  }
+
+  async startStreaming(media: string, properties: string[] = []): Promise<void> {
+    const { child, proxy } = await startIceFlixService("streaming", [
+      this.icestorm.option,
+      `--IceFlix.Streaming.MediaDir=${media}`,
+      "--IceFlix.Discovery.AnnounceInterval=1",
+      ...properties,
+    ]);
+    this.streaming = child;
+    this.providerText = proxy;
+    this.provider = IceFlix.StreamProviderPrx.uncheckedCast(this.communicator.stringToProxy(proxy));
+  }
+
+  /** Starts the toy Authenticator and waits until the streaming service knows it. */
+  async startAuth(): Promise<void> {
+    const toy = await startService("tests/toy_service.ts", [
+      "--ToyAdapter.Endpoints=tcp -h 127.0.0.1",
+      this.icestorm.option,
+      "--IceFlix.Discovery.AnnounceInterval=1",
+    ]);
+    this.#toy = toy.child;
+    await eventually("the streaming service knows the Authenticator", () => /auth service \S+ found/.test(this.log));
+  }
+
+  /** What the streaming service logged so far. */
+  get log(): string {
+    return this.streaming.stderr;
+  }
+
+  /** The pids of the gst-launch-1.0 senders started so far, in order. */
+  get senderPids(): number[] {
+    return [...this.log.matchAll(/gst-launch-1\.0 pid (\d+)/g)].map((match) => Number(match[1]));
+  }
+
+  /** Waits for the sender started by a getSDP that returned (its log line may still be on its way). */
+  async newSender(known: number): Promise<number> {
+    await eventually("the sender's pid is logged", () => this.senderPids.length > known);
+    return this.senderPids[known];
+  }
+
+  async receiver(port: number): Promise<RtpReceiver> {
+    const receiver = await RtpReceiver.onPort(port);
+    this.#receivers.push(receiver);
+    return receiver;
+  }
+
+  async sdpReceiver(sdp: string): Promise<RtpReceiver> {
+    const receiver = await RtpReceiver.fromSdp(sdp);
+    this.#receivers.push(receiver);
+    return receiver;
+  }
+
+  async topicExists(name: string): Promise<boolean> {
+    const manager = IceStorm.TopicManagerPrx.uncheckedCast(this.communicator.stringToProxy(this.icestorm.proxy));
+    try {
+      await manager.retrieve(name);
+      return true;
+    } catch (error) {
+      if (error instanceof IceStorm.NoSuchTopic) return false;
+      throw error;
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#receivers.map((receiver) => receiver.stop()));
+    await this.streaming?.stop();
+    await this.#toy?.stop();
+    await this.events.close();
+    await this.communicator.destroy();
+    await this.icestorm.stop();
+  }
+}
+
+Deno.test("provider: ids are the files' sha256sum, every video announced, others skipped; reload_media adds and removes", async () => {
+  const media = await mediaFolder([COPY_SAMPLE, REENCODE_SAMPLE]);
+  await Deno.writeTextFile(`${media}/notes.txt`, "not a video");
+  await Deno.writeTextFile(`${media}/broken.mp4`, "not a video either");
+  const stack = await Stack.start();
+  try {
+    const announcements = new Announcements();
+    await stack.events.subscribe("MediaAnnouncements", stack.adapter.addWithUUID(announcements));
+    await stack.startStreaming(media);
+
+    const copyId = await sha256sum(`${media}/${COPY_SAMPLE}`);
+    const reencodeId = await sha256sum(`${media}/${REENCODE_SAMPLE}`);
+    await eventually("both videos are announced", () => announcements.received.length === 2);
+    assert.deepEqual(
+      announcements.received.map(({ id, name }) => ({ id, name })).sort((a, b) => a.name < b.name ? -1 : 1),
+      [{ id: reencodeId, name: "bouncing_ball" }, { id: copyId, name: "test_pattern" }],
+    );
+    const providerId = announcements.received[0].provider;
+    assert.ok(announcements.received.every(({ provider }) => provider === providerId));
+    assert.match(stack.log, /not videos, skipped: notes\.txt/);
+    assert.match(stack.log, /skipping broken\.mp4: /);
+    assert.equal(await stack.provider.isAvailable(copyId), true);
+    assert.equal(await stack.provider.isAvailable(reencodeId), true);
+    assert.equal(await stack.provider.isAvailable("0".repeat(64)), false);
+
+    await stack.provider.reannounceMedia();
+    await eventually("both are announced again", () => announcements.received.length === 4);
+    assert.deepEqual(new Set(announcements.received.slice(2).map(({ id }) => id)), new Set([copyId, reencodeId]));
+
+    // While the service runs: one video arrives (written aside, then renamed, as a careful copy does), one goes.
+    await makeClip(`${media}/new_clip.mp4.partial`, 10);
+    await Deno.rename(`${media}/new_clip.mp4.partial`, `${media}/new_clip.mp4`);
+    await Deno.remove(`${media}/${REENCODE_SAMPLE}`);
+    const newId = await sha256sum(`${media}/new_clip.mp4`);
+    const pidFile = await Deno.makeTempFile();
+    await Deno.writeTextFile(pidFile, `${stack.streaming.process.pid}\n`);
+    const reload = await new Deno.Command(`${ROOT}reload_media`, { args: [`--pid-file=${pidFile}`] }).output();
+    assert.ok(reload.success, new TextDecoder().decode(reload.stderr));
+
+    await eventually("the new video is announced", () => announcements.received.length === 5);
+    assert.deepEqual(announcements.received[4], { id: newId, name: "new_clip", provider: providerId });
+    await eventually("the rescan is over", () => stack.log.includes("1 new video(s) announced"));
+    assert.equal(await stack.provider.isAvailable(newId), true);
+    assert.equal(await stack.provider.isAvailable(reencodeId), false, "a removed file is no longer offered");
+    assert.equal(await stack.provider.isAvailable(copyId), true);
+    assert.equal(stack.log.split(`${COPY_SAMPLE}: video/x-h264`).length - 1, 1, "an unchanged file is not rehashed");
+    assert.doesNotMatch(stack.log, /Debugger listening/, "the reload signal does not open Deno's inspector");
+    await Deno.remove(pidFile);
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
+Deno.test("getStream and getSDP refuse bad tokens, unknown ids, bad ports, and streams past the limit", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media, ["--IceFlix.Streaming.MaxStreams=2"]);
+    const id = await sha256sum(`${media}/${COPY_SAMPLE}`);
+    await assert.rejects(stack.provider.getStream(id, TOKEN), IceFlix.Unauthorized, "no Authenticator: refused");
+
+    await stack.startAuth();
+    await assert.rejects(stack.provider.getStream(id, "forged"), IceFlix.Unauthorized);
+    await assert.rejects(
+      stack.provider.getStream("f".repeat(64), TOKEN),
+      (error: unknown) => error instanceof IceFlix.WrongMediaId && error.id === "f".repeat(64),
+    );
+
+    const first = (await stack.provider.getStream(id, TOKEN))!;
+    const second = (await stack.provider.getStream(id, TOKEN))!;
+    await assert.rejects(
+      stack.provider.getStream(id, TOKEN),
+      // Any Ice client shows the reason: describeError prints it as IceFlix's own clients do.
+      (error: unknown) => /^::Ice::UnknownException: .*maximum of 2 streams/.test(describeError(error)),
+    );
+    await assert.rejects(first.getSDP("forged", await freePort()), IceFlix.Unauthorized);
+    for (const port of [80, 0, -1, 65536]) {
+      await assert.rejects(
+        first.getSDP(TOKEN, port),
+        (error: unknown) => error instanceof Ice.UnknownException && /port .* refused/.test(error.unknown),
+      );
+    }
+    await assert.rejects(first.refreshAuthentication("forged"), IceFlix.Unauthorized);
+
+    await first.stop();
+    await assert.rejects(first.getSyncTopic(), Ice.ObjectNotExistException);
+    const third = (await stack.provider.getStream(id, TOKEN))!;
+    assert.notEqual(await third.getSyncTopic(), await second.getSyncTopic(), "each stream has its own topic");
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
+Deno.test("getSDP: both samples are decoded (copy and re-encode), the SDP plays, a new port moves the stream, stop() ends it", async () => {
+  const media = await mediaFolder([COPY_SAMPLE, REENCODE_SAMPLE]);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media);
+    await stack.startAuth();
+
+    // H.264 in MP4, sent as it is, to a receiver that knows the caps.
+    const copy = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), TOKEN))!;
+    const firstPort = await freePort();
+    const first = await stack.receiver(firstPort);
+    const sdp = await copy.getSDP(TOKEN, firstPort);
+    assert.match(sdp, /^v=0\r\no=- \d+ 1 IN IP4 127\.0\.0\.1\r\ns=test_pattern\r\nc=IN IP4 127\.0\.0\.1\r\nt=0 0\r\n/);
+    assert.match(sdp, new RegExp(`\r\nm=video ${firstPort} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n`));
+    assert.match(sdp, /\r\na=fmtp:96 packetization-mode=1\r\n$/);
+    const copyPid = await stack.newSender(0);
+    assert.match(stack.log, /sending \(copy, gst-launch-1\.0 pid \d+\)/);
+    await eventually("the receiver decodes frames", () => first.frames >= SOME_FRAMES);
+
+    // A second getSDP moves the stream; a player given only the new SDP plays it.
+    const secondPort = await freePort();
+    const movedSdp = await copy.getSDP(TOKEN, secondPort);
+    assert.match(movedSdp, /^v=0\r\no=- \d+ 2 IN IP4/, "the session version goes up");
+    const movedPid = await stack.newSender(1);
+    assert.ok(!processExists(copyPid), "the first sender is gone");
+    const second = await stack.sdpReceiver(movedSdp);
+    await eventually("the SDP player decodes frames", () => second.frames >= SOME_FRAMES);
+    const stalled = first.frames;
+    await delay(500);
+    assert.equal(first.frames, stalled, "nothing arrives on the old port any more");
+
+    // stop(): the sender process is gone when it returns, the packets stop, the controller and its topic go.
+    const topic = await copy.getSyncTopic();
+    assert.equal(await stack.topicExists(topic), true);
+    await copy.stop();
+    assert.ok(!processExists(movedPid), "the sender has ended and been reaped");
+    await delay(300);
+    const last = second.frames;
+    await delay(700);
+    assert.equal(second.frames, last, "no frames after stop()");
+    await assert.rejects(copy.getSDP(TOKEN, secondPort), Ice.ObjectNotExistException);
+    await eventually("the stream's topic is destroyed", async () => !(await stack.topicExists(topic)));
+
+    // VP8 in WebM, re-encoded with x264.
+    const reencode = (await stack.provider.getStream(await sha256sum(`${media}/${REENCODE_SAMPLE}`), TOKEN))!;
+    const thirdPort = await freePort();
+    const third = await stack.receiver(thirdPort);
+    await reencode.getSDP(TOKEN, thirdPort);
+    const reencodePid = await stack.newSender(2);
+    assert.match(stack.log, /sending \(re-encode, gst-launch-1\.0 pid \d+\)/);
+    await eventually("the receiver decodes re-encoded frames", () => third.frames >= SOME_FRAMES);
+    await reencode.stop();
+    assert.ok(!processExists(reencodePid));
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
+Deno.test("revocation: requestAuthentication on the sync topic; a refresh in time keeps the stream, none ends it", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  const stack = await Stack.start();
+  const revoke = (token: string) =>
+    stack.events.publish(
+      "AuthenticationStatus",
+      (publisher) => IceFlix.TokenRevocationPrx.uncheckedCast(publisher).revoke(token),
+    );
+  try {
+    await stack.startStreaming(media, ["--IceFlix.Controller.GracePeriod=1.5"]);
+    await stack.startAuth();
+    const controller = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), TOKEN))!;
+    const sync = new SyncListener();
+    const topic = await controller.getSyncTopic();
+    await stack.events.subscribe(topic, stack.adapter.addWithUUID(sync));
+    const port = await freePort();
+    const receiver = await stack.receiver(port);
+    await controller.getSDP(TOKEN, port);
+    const pid = await stack.newSender(0);
+    await eventually("frames arrive", () => receiver.frames >= SOME_FRAMES);
+
+    // Another client's token is revoked, then this stream's: only the second concerns it (events arrive in order).
+    await revoke("someone-else's-token");
+    await revoke(TOKEN);
+    await eventually("the controller asks for a new token", () => sync.requests === 1);
+    await assert.rejects(controller.refreshAuthentication("forged"), IceFlix.Unauthorized);
+    await controller.refreshAuthentication(TOKEN);
+    const before = receiver.frames;
+    await delay(2500); // Longer than the grace period.
+    assert.ok(receiver.frames > before, "frames keep arriving after the grace period");
+    assert.equal(await controller.getSyncTopic(), topic, "the controller is still there");
+    assert.equal(sync.requests, 1);
+
+    // Revoked again, and no refresh: the controller closes when the grace period ends.
+    await revoke(TOKEN);
+    await eventually("the controller asks again", () => sync.requests === 2);
+    await eventually("the controller is gone", async () => {
+      try {
+        await controller.getSyncTopic();
+        return false;
+      } catch (error) {
+        if (error instanceof Ice.ObjectNotExistException) return true;
+        throw error;
+      }
+    });
+    assert.ok(!processExists(pid), "its sender has ended");
+    await eventually("its topic is destroyed", async () => !(await stack.topicExists(topic)));
+    assert.match(stack.log, /closed \(no new token within 1\.5 s of the revocation\)/);
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
+Deno.test("interop: a Python client opens a stream, gets the SDP, receives video and stops it", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media);
+    await stack.startAuth();
+    const id = await sha256sum(`${media}/${COPY_SAMPLE}`);
+    const port = await freePort();
+    const receiver = await stack.receiver(port);
+    const output = await runPython("stream_from_python.py", [stack.providerText, id, TOKEN, String(port), "1.5"]);
+    const lines = output.trimEnd().split("\n");
+    assert.deepEqual(lines[0], `wrong media id no-such-id`);
+    assert.match(lines[1], /^sync topic [0-9a-f-]{36}$/);
+    assert.ok(lines.includes(`m=video ${port} RTP/AVP 96`), output);
+    assert.equal(lines.at(-1), "stopped");
+    assert.ok(receiver.frames >= SOME_FRAMES, `frames decoded while Python watched: ${receiver.frames}`);
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
+Deno.test("a stream reaching the end of its video is logged; shutting the service down ends every stream", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  await makeClip(`${media}/short_clip.mp4`, 10);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media);
+    await stack.startAuth();
+    const short = (await stack.provider.getStream(await sha256sum(`${media}/short_clip.mp4`), TOKEN))!;
+    await short.getSDP(TOKEN, await freePort());
+    const shortPid = await stack.newSender(0);
+    await eventually(
+      "the end of the video is logged",
+      () => /short_clip.*reached the end of the video/.test(stack.log),
+    );
+    assert.ok(!processExists(shortPid), "the ended sender was reaped");
+    assert.match(await short.getSyncTopic(), /^[0-9a-f-]{36}$/, "the controller outlives its video");
+
+    const long = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), TOKEN))!;
+    const topic = await long.getSyncTopic();
+    await long.getSDP(TOKEN, await freePort());
+    const longPid = await stack.newSender(1);
+    assert.equal((await stack.streaming.stop("SIGTERM")).code, 0);
+    assert.ok(!processExists(longPid), "the service's senders end with it");
+    assert.match(stack.log, /closed \(the service is shutting down\)/);
+    assert.equal(await stack.topicExists(topic), false, "its streams' topics are destroyed");
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
