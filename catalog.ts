@@ -1,0 +1,205 @@
+/**
+ * The MediaCatalog (spec 1.3, 2.3): what titles exist, their names and tags,
+ * and which streaming service holds each one.
+ *
+ * Names and tags live in a persistent database (`IceFlix.Catalog.DatabaseFile`,
+ * see catalog_database.ts). Streaming services announce their media on topic
+ * `MediaAnnouncements`; a new id gets an entry named as announced, a known id
+ * keeps its (possibly edited) name. Which provider holds which media is kept in
+ * memory only: it changes as providers start and stop. Anyone may search and
+ * read tiles; renaming and tagging need a token that a live Authenticator
+ * accepts. The service announces itself through discovery as kind "catalog".
+ *
+ *   ./run_service catalog [--Name=value ...]
+ *
+ * @module
+ */
+import { Ice } from "ice";
+// @ts-types="./slice/iceflix.d.ts"
+import { IceFlix } from "./slice/iceflix.js";
+import { CatalogDatabase } from "./catalog_database.ts";
+import { CALL_TIMEOUT, Discovery, isUnreachable } from "./discovery.ts";
+import { describeError, type Logger, runService } from "./service.ts";
+
+/** The topic where streaming services announce their media, as `StreamAnnounces.newMedia` events. */
+const MEDIA_ANNOUNCEMENTS_TOPIC = "MediaAnnouncements";
+
+/**
+ * Which providers announced each media id, most recent last. A provider is
+ * known by the id it announces itself with on `ServiceAvailability`; its
+ * proxy comes from discovery when a tile is asked for, so an announcement may
+ * arrive before its provider is discovered and still count once it is.
+ */
+class Providers {
+  readonly #discovery: Discovery;
+  readonly #logger: Logger;
+  /** Media id -> ids of the providers that announced it, the latest last. */
+  readonly #announcers = new Map<string, string[]>();
+
+  constructor(discovery: Discovery, logger: Logger) {
+    this.#discovery = discovery;
+    this.#logger = logger;
+  }
+
+  /** Provider `providerId` announced media `mediaId`: it becomes the first one to try. */
+  announced(mediaId: string, providerId: string): void {
+    const announcers = this.#announcers.get(mediaId) ?? [];
+    this.#announcers.set(mediaId, [...announcers.filter((id) => id !== providerId), providerId]);
+  }
+
+  /**
+   * The provider of `mediaId` to hand out: the latest announcer that is alive
+   * and still has the media, else the one before, and so on. Providers that
+   * fail the check are dropped; `undefined` when none is left.
+   */
+  async liveProvider(mediaId: string): Promise<IceFlix.StreamProviderPrx | undefined> {
+    for (const providerId of [...this.#announcers.get(mediaId) ?? []].reverse()) {
+      // Not discovered (yet): its ServiceAvailability announcement may still be on its way.
+      const provider = this.#discovery.services("media").get(providerId);
+      if (!provider) continue;
+      try {
+        // The check is a real call with a bounded timeout: it proves the provider alive and still holding the media.
+        if (await provider.ice_invocationTimeout(CALL_TIMEOUT).isAvailable(mediaId)) return provider;
+        this.#logger.info(`provider ${providerId} no longer has ${mediaId}`);
+      } catch (error) {
+        this.#logger.warn(`provider ${providerId} of ${mediaId} failed (${describeError(error)})`);
+        if (isUnreachable(error)) this.#discovery.forget("media", providerId);
+      }
+      this.#drop(mediaId, providerId);
+    }
+    return undefined;
+  }
+
+  #drop(mediaId: string, providerId: string): void {
+    const remaining = (this.#announcers.get(mediaId) ?? []).filter((id) => id !== providerId);
+    if (remaining.length > 0) this.#announcers.set(mediaId, remaining);
+    else this.#announcers.delete(mediaId);
+  }
+}
+
+/** The servant that receives `MediaAnnouncements` events from IceStorm. */
+class MediaAnnouncements extends IceFlix.StreamAnnounces {
+  readonly #database: CatalogDatabase;
+  readonly #providers: Providers;
+  readonly #logger: Logger;
+
+  constructor(database: CatalogDatabase, providers: Providers, logger: Logger) {
+    super();
+    this.#database = database;
+    this.#providers = providers;
+    this.#logger = logger;
+  }
+
+  newMedia(id: string, initialName: string, providerId: string): void {
+    this.#providers.announced(id, providerId);
+    // Not awaited: IceStorm delivers the next event only after this one returns, and an entry lost in a crash
+    // comes back when the provider reannounces its media to the restarted catalog.
+    this.#database.addTitle(id, initialName).then(
+      (added) => added && this.#logger.info(`new title ${id} ${JSON.stringify(initialName)} from ${providerId}`),
+      (error) => this.#logger.error(`cannot store new title ${id}: ${describeError(error)}`),
+    );
+  }
+}
+
+/** The servant: the operations of `IceFlix.MediaCatalog`. */
+class MediaCatalog extends IceFlix.MediaCatalog {
+  readonly #database: CatalogDatabase;
+  readonly #providers: Providers;
+  readonly #discovery: Discovery;
+  readonly #logger: Logger;
+
+  constructor(database: CatalogDatabase, providers: Providers, discovery: Discovery, logger: Logger) {
+    super();
+    this.#database = database;
+    this.#providers = providers;
+    this.#discovery = discovery;
+    this.#logger = logger;
+  }
+
+  async getTile(id: string): Promise<IceFlix.Media> {
+    const info = this.#database.info(id);
+    if (!info) throw new IceFlix.WrongMediaId(id);
+    const provider = await this.#providers.liveProvider(id);
+    if (!provider) throw new IceFlix.TemporaryUnavailable();
+    return new IceFlix.Media(id, provider, new IceFlix.MediaInfo(info.name, info.tags));
+  }
+
+  getTilesByName(name: string, exact: boolean): string[] {
+    return this.#database.findByName(name, exact);
+  }
+
+  getTilesByTags(tags: string[], includeAllTags: boolean): string[] {
+    return this.#database.findByTags(tags, includeAllTags);
+  }
+
+  async renameTile(id: string, name: string, authentication: string): Promise<void> {
+    await this.#checkEdit("renameTile", id, authentication);
+    // Resolves once the edit is on disk: the reply tells the client it is durable.
+    await this.#database.rename(id, name);
+  }
+
+  async addTags(id: string, tags: string[], authentication: string): Promise<void> {
+    await this.#checkEdit("addTags", id, authentication);
+    await this.#database.addTags(id, tags);
+  }
+
+  async removeTags(id: string, tags: string[], authentication: string): Promise<void> {
+    await this.#checkEdit("removeTags", id, authentication);
+    await this.#database.removeTags(id, tags);
+  }
+
+  /**
+   * An edit needs a token that an Authenticator accepts now (asked every time:
+   * a token may have expired since), then a known title.
+   */
+  async #checkEdit(operation: string, id: string, authentication: string): Promise<void> {
+    let authorized: boolean;
+    try {
+      authorized = await this.#discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(authentication));
+    } catch (error) {
+      // The Slice gives edits no other way to say it: without an Authenticator, nobody is authorized.
+      this.#logger.warn(`${operation} refused: no Authenticator could check the token (${describeError(error)})`);
+      throw new IceFlix.Unauthorized();
+    }
+    if (!authorized) {
+      this.#logger.info(`${operation} refused: token not authorized`);
+      throw new IceFlix.Unauthorized();
+    }
+    if (!this.#database.has(id)) throw new IceFlix.WrongMediaId(id);
+  }
+}
+
+await runService({
+  name: "catalog",
+  adapterName: "CatalogAdapter",
+  async setup({ adapter, properties, logger, onShutdown }) {
+    const path = properties.getPropertyWithDefault("IceFlix.Catalog.DatabaseFile", "catalog.json");
+    const started = performance.now();
+    // A corrupt database stops the service here: runService reports it and exits 1, the file untouched.
+    const database = await CatalogDatabase.open(path, logger);
+    logger.info(`${database.size} title(s) loaded from ${path} in ${Math.round(performance.now() - started)} ms`);
+    onShutdown(() => database.close());
+
+    // The servant's identity is fixed, so its proxy is known before the servant is added.
+    const identity = Ice.stringToIdentity("MediaCatalog");
+    const discovery = new Discovery(adapter, logger, { kind: "catalog", proxy: adapter.createProxy(identity) });
+    const providers = new Providers(discovery, logger);
+    const proxy = adapter.add(new MediaCatalog(database, providers, discovery, logger), identity);
+
+    // IceStorm calls this subscriber for every newMedia published on the topic.
+    const announcements = adapter.addWithUUID(new MediaAnnouncements(database, providers, logger));
+    await discovery.events.subscribe(MEDIA_ANNOUNCEMENTS_TOPIC, announcements);
+
+    // A provider seen for the first time announces all its media again, so a catalog started late learns them.
+    discovery.onServiceAdded((kind, id, provider) => {
+      if (kind !== "media") return;
+      IceFlix.StreamProviderPrx.uncheckedCast(provider).ice_invocationTimeout(CALL_TIMEOUT).reannounceMedia().then(
+        () => logger.debug(`provider ${id} reannounced its media`),
+        (error) => logger.warn(`cannot ask provider ${id} to reannounce its media: ${describeError(error)}`),
+      );
+    });
+    await discovery.start();
+    onShutdown(() => discovery.stop());
+    return proxy;
+  },
+});

@@ -1,0 +1,452 @@
+/**
+ * The MediaCatalog (issue 4): a real catalog process started with
+ * `./run_service catalog`, a real IceStorm, and in this test process a Stream
+ * Provider and an Authenticator of the test's own, both reached by the catalog
+ * through discovery and real Ice connections.
+ */
+import assert from "node:assert/strict";
+import { Ice } from "ice";
+// @ts-types="../slice/iceflix.d.ts"
+import { IceFlix } from "../slice/iceflix.js";
+import { CatalogDatabase } from "../catalog_database.ts";
+import { Discovery } from "../discovery.ts";
+import { EventChannel } from "../events.ts";
+import { createLogger, initializeCommunicator } from "../service.ts";
+import {
+  Child,
+  eventually,
+  IceStormServer,
+  ROOT,
+  runPython,
+  startIceFlixService,
+  testCommunicator,
+} from "./harness.ts";
+
+/** Short intervals, so that discovery and pruning happen within a test. */
+const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";
+/** The test process logs only warnings and errors. */
+const QUIET = "--IceFlix.LogLevel=warn";
+
+/** Title ids as the streaming service makes them (SHA-256 hex); any string works for the catalog. */
+const ONE = "1".repeat(64);
+const TWO = "2".repeat(64);
+const THREE = "3".repeat(64);
+
+/** A test's own folder for database files, inside the project, where `./run_service catalog` may write. */
+async function databaseFolder(): Promise<string> {
+  await Deno.mkdir(`${ROOT}data`, { recursive: true });
+  return await Deno.makeTempDir({ dir: `${ROOT}data`, prefix: "catalog-test-" });
+}
+
+/** A StreamProvider servant: it has `media` (id -> name) and announces them when asked to. */
+class TestProvider extends IceFlix.StreamProvider {
+  readonly media: Map<string, string>;
+  readonly #discovery: Discovery;
+
+  constructor(discovery: Discovery, media: Record<string, string>) {
+    super();
+    this.#discovery = discovery;
+    this.media = new Map(Object.entries(media));
+  }
+
+  getStream(): IceFlix.StreamControllerPrx {
+    throw new IceFlix.Unauthorized();
+  }
+
+  isAvailable(id: string): boolean {
+    return this.media.has(id);
+  }
+
+  async reannounceMedia(): Promise<void> {
+    for (const [id, name] of this.media) await publishNewMedia(this.#discovery.events, id, name, this.#discovery.id);
+  }
+}
+
+/** Publishes `StreamAnnounces.newMedia` on topic MediaAnnouncements, as a streaming service does. */
+async function publishNewMedia(events: EventChannel, id: string, name: string, providerId: string): Promise<void> {
+  const delivered = await events.publish(
+    "MediaAnnouncements",
+    (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(id, name, providerId),
+  );
+  assert.ok(delivered, "IceStorm took the announcement");
+}
+
+/** An Authenticator servant that accepts the tokens in `tokens` (a test removes one to expire it). */
+class TestAuthenticator extends IceFlix.Authenticator {
+  readonly tokens = new Set(["good"]);
+
+  refreshAuthorization(): string {
+    throw new IceFlix.Unauthorized();
+  }
+
+  isAuthorized(authentication: string): boolean {
+    return this.tokens.has(authentication);
+  }
+}
+
+/** A servant of this test process, in a communicator of its own, announced on ServiceAvailability. */
+interface TestService<T> {
+  servant: T;
+  /** Its id in discovery (what newMedia carries as providerId). */
+  id: string;
+  events: EventChannel;
+  /** Stops announcing and destroys its communicator: from now on it is gone, as if its process had died. */
+  kill(): Promise<void>;
+}
+
+/** Serves the servant `create` makes under identity `name`, and announces it as `kind` on `world`'s IceStorm. */
+async function announced<T extends Ice.Object>(
+  world: World,
+  kind: "auth" | "media",
+  name: string,
+  create: (discovery: Discovery) => T,
+): Promise<TestService<T>> {
+  const { communicator, adapter } = await testCommunicator([world.icestorm.option, INTERVAL, QUIET]);
+  const identity = Ice.stringToIdentity(name);
+  const discovery = new Discovery(adapter, createLogger(name, communicator.getProperties()), {
+    kind,
+    proxy: adapter.createProxy(identity),
+  });
+  const servant = create(discovery);
+  adapter.add(servant, identity);
+  await discovery.start();
+  let killed: Promise<void> | undefined;
+  return {
+    servant,
+    id: discovery.id,
+    events: discovery.events,
+    kill: () => killed ??= discovery.stop().then(() => communicator.destroy()),
+  };
+}
+
+/** Everything a catalog test runs against; `stop()` ends it all. */
+interface World {
+  icestorm: IceStormServer;
+  communicator: Ice.Communicator;
+  folder: string;
+  database: string;
+  stop(): Promise<void>;
+}
+
+async function startWorld(): Promise<World> {
+  const icestorm = await IceStormServer.start();
+  const communicator = initializeCommunicator([icestorm.option]);
+  const folder = await databaseFolder();
+  return {
+    icestorm,
+    communicator,
+    folder,
+    database: `${folder}/catalog.json`,
+    async stop() {
+      await communicator.destroy();
+      await icestorm.stop();
+      await Deno.remove(folder, { recursive: true });
+    },
+  };
+}
+
+/** A catalog process on `world`'s database and IceStorm, and a proxy to it. */
+async function startCatalog(world: World) {
+  const { child, proxy } = await startIceFlixService("catalog", [
+    world.icestorm.option,
+    INTERVAL,
+    `--IceFlix.Catalog.DatabaseFile=${world.database}`,
+  ]);
+  return { child, catalog: IceFlix.MediaCatalogPrx.uncheckedCast(world.communicator.stringToProxy(proxy)) };
+}
+
+/** Writes a database file with `titles`. */
+async function writeDatabase(path: string, titles: Record<string, { name: string; tags: string[] }>): Promise<void> {
+  await Deno.writeTextFile(path, JSON.stringify(titles));
+}
+
+const sorted = (ids: string[]) => [...ids].sort();
+
+Deno.test("catalog: learns media from providers (also those that announced before it started) and serves tiles from a live one", async () => {
+  const world = await startWorld();
+  // Provider A announces its media before any catalog runs: nobody hears that.
+  const a = await announced(
+    world,
+    "media",
+    "provider-A",
+    (d) => new TestProvider(d, { [ONE]: "Película Uno" }),
+  );
+  await a.servant.reannounceMedia();
+  const { child, catalog } = await startCatalog(world);
+  let b: TestService<TestProvider> | undefined;
+  try {
+    await assert.rejects(
+      catalog.getTile("no-such-id"),
+      (e) => e instanceof IceFlix.WrongMediaId && e.id === "no-such-id",
+    );
+
+    // The catalog discovers A and asks it to reannounce: the title appears, served by A.
+    await eventually(
+      "the catalog learns A's media",
+      async () => (await catalog.getTilesByName("", false)).length === 1,
+    );
+    const tile = await catalog.getTile(ONE);
+    assert.equal(tile.id, ONE);
+    assert.deepEqual([tile.info.name, tile.info.tags], ["Película Uno", []]);
+    assert.equal(tile.provider.ice_getIdentity().name, "provider-A");
+
+    // Provider B starts and announces ONE under another name, and a new title THREE, through IceStorm.
+    b = await announced(
+      world,
+      "media",
+      "provider-B",
+      (d) => new TestProvider(d, { [ONE]: "Another name", [THREE]: "Tercera" }),
+    );
+    await publishNewMedia(b.events, ONE, "Another name", b.id);
+    await publishNewMedia(b.events, THREE, "Tercera", b.id);
+    await eventually("B's titles are served by B", async () => {
+      const tiles = await Promise.all([catalog.getTile(ONE), catalog.getTile(THREE)]).catch(() => []);
+      return tiles.length === 2 && tiles.every((tile) => tile.provider.ice_getIdentity().name === "provider-B");
+    });
+    assert.equal((await catalog.getTile(ONE)).info.name, "Película Uno", "a known title keeps its name");
+    assert.equal((await catalog.getTile(THREE)).info.name, "Tercera", "a new title gets the announced name");
+
+    // B dies: ONE falls back to A, THREE has no live provider left.
+    await b.kill();
+    assert.equal((await catalog.getTile(ONE)).provider.ice_getIdentity().name, "provider-A");
+    await assert.rejects(catalog.getTile(THREE), IceFlix.TemporaryUnavailable);
+    // A provider that no longer has the title does not serve it.
+    a.servant.media.delete(ONE);
+    await assert.rejects(catalog.getTile(ONE), IceFlix.TemporaryUnavailable);
+
+    // Announced titles are in the database: after a restart they are known, without providers.
+    assert.equal((await child.stop("SIGTERM")).code, 0);
+    const restarted = await startCatalog(world);
+    try {
+      assert.deepEqual(sorted(await restarted.catalog.getTilesByName("", false)), [ONE, THREE]);
+      await assert.rejects(restarted.catalog.getTile(THREE), IceFlix.TemporaryUnavailable);
+    } finally {
+      await restarted.child.stop();
+    }
+    const stored = JSON.parse(await Deno.readTextFile(world.database));
+    assert.deepEqual(stored, { [ONE]: { name: "Película Uno", tags: [] }, [THREE]: { name: "Tercera", tags: [] } });
+  } finally {
+    await child.stop();
+    await Promise.all([a.kill(), b?.kill()]);
+    await world.stop();
+  }
+});
+
+Deno.test("catalog: searches by name (case-insensitive, Unicode-aware) and by tags (any, all, none)", async () => {
+  const world = await startWorld();
+  await writeDatabase(world.database, {
+    [ONE]: { name: "Película Uno", tags: ["Drama", "clásico"] },
+    [TWO]: { name: "PELÍCULA DOS", tags: ["drama", "comedia"] },
+    // The í written decomposed (i + combining acute accent): the same text for a reader.
+    [THREE]: { name: "La peli\u0301cula de la Straße", tags: ["CLÁSICO"] },
+  });
+  const { child, catalog } = await startCatalog(world);
+  try {
+    assert.deepEqual(sorted(await catalog.getTilesByName("película", false)), [ONE, TWO, THREE]);
+    assert.deepEqual(await catalog.getTilesByName("película dos", true), [TWO]);
+    assert.deepEqual(await catalog.getTilesByName("película", true), [], "exact means the whole name");
+    assert.deepEqual(await catalog.getTilesByName("STRASSE", false), [THREE]);
+    assert.deepEqual(await catalog.getTilesByName("tres", false), []);
+
+    assert.deepEqual(sorted(await catalog.getTilesByTags(["DRAMA"], false)), [ONE, TWO], "tags ignore case");
+    assert.deepEqual(sorted(await catalog.getTilesByTags(["comedia", "clásico"], false)), [ONE, TWO, THREE]);
+    assert.deepEqual(await catalog.getTilesByTags(["drama", "clásico"], true), [ONE]);
+    assert.deepEqual(await catalog.getTilesByTags(["drama", "western"], true), []);
+    assert.deepEqual(await catalog.getTilesByTags([], false), []);
+    assert.deepEqual(await catalog.getTilesByTags([], true), []);
+  } finally {
+    await child.stop();
+    await world.stop();
+  }
+});
+
+Deno.test("catalog: edits need a token an Authenticator accepts now, are durable when they return, survive SIGKILL", async () => {
+  const world = await startWorld();
+  await writeDatabase(world.database, { [ONE]: { name: "Uno", tags: ["a"] } });
+  const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
+  let { child, catalog } = await startCatalog(world);
+  try {
+    await eventually(
+      "the catalog finds the Authenticator",
+      () => child.stderr.includes(`auth service ${auth.id} found`),
+    );
+    await assert.rejects(catalog.renameTile(ONE, "Hacked", "bad-token"), IceFlix.Unauthorized);
+    await assert.rejects(catalog.addTags(ONE, ["x"], "bad-token"), IceFlix.Unauthorized);
+    await assert.rejects(catalog.removeTags(ONE, ["a"], "bad-token"), IceFlix.Unauthorized);
+    for (const edit of [catalog.renameTile(TWO, "x", "good"), catalog.addTags(TWO, ["x"], "good")]) {
+      await assert.rejects(edit, (e) => e instanceof IceFlix.WrongMediaId && e.id === TWO);
+    }
+    await assert.rejects(
+      catalog.removeTags(TWO, ["x"], "good"),
+      (e) => e instanceof IceFlix.WrongMediaId && e.id === TWO,
+    );
+
+    await catalog.renameTile(ONE, "Nuevo nombre", "good");
+    assert.deepEqual(await catalog.getTilesByName("nuevo nombre", true), [ONE]);
+    // The token expires: the next edit is refused (the catalog asks every time, it does not remember).
+    auth.servant.tokens.delete("good");
+    await assert.rejects(catalog.addTags(ONE, ["d"], "good"), IceFlix.Unauthorized);
+    auth.servant.tokens.add("good");
+    await catalog.addTags(ONE, ["b", "B", "c", "a"], "good"); // no duplicates, whatever the case
+    await catalog.removeTags(ONE, ["A", "not-there"], "good"); // tags it does not have are ignored
+
+    // Killed right after the last reply, the catalog has every edit when it starts again.
+    await child.stop("SIGKILL");
+    ({ child, catalog } = await startCatalog(world));
+    assert.deepEqual(await catalog.getTilesByName("Nuevo Nombre", true), [ONE]);
+    assert.deepEqual(await catalog.getTilesByTags(["B", "C"], true), [ONE]);
+    assert.deepEqual(await catalog.getTilesByTags(["a", "d"], false), []);
+
+    // A provider announcing the title under its initial name does not undo the rename.
+    await publishNewMedia(auth.events, ONE, "Uno", "some-provider");
+    await publishNewMedia(auth.events, TWO, "Dos", "some-provider");
+    await eventually(
+      "the announcement of TWO arrives",
+      async () => (await catalog.getTilesByName("dos", true)).length > 0,
+    );
+    assert.deepEqual(await catalog.getTilesByName("uno", true), []);
+
+    // With no Authenticator left, edits are refused and the log says why.
+    await auth.kill();
+    await assert.rejects(catalog.renameTile(ONE, "x", "good"), IceFlix.Unauthorized);
+    assert.match(child.stderr, /renameTile refused: no Authenticator could check the token/);
+    assert.doesNotMatch(child.stderr, /good|bad-token/, "tokens never reach the log");
+
+    // A clean stop leaves the whole catalog in the JSON file.
+    assert.equal((await child.stop("SIGTERM")).code, 0);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(world.database)), {
+      [ONE]: { name: "Nuevo nombre", tags: ["b", "c"] },
+      [TWO]: { name: "Dos", tags: [] },
+    });
+    await assert.rejects(Deno.stat(`${world.database}.journal`), Deno.errors.NotFound);
+  } finally {
+    await child.stop();
+    await auth.kill();
+    await world.stop();
+  }
+});
+
+Deno.test("catalog: concurrent edits to one title lose nothing", async () => {
+  const world = await startWorld();
+  await writeDatabase(world.database, { [ONE]: { name: "Uno", tags: [] } });
+  const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
+  let { child, catalog } = await startCatalog(world);
+  try {
+    await eventually(
+      "the catalog finds the Authenticator",
+      () => child.stderr.includes(`auth service ${auth.id} found`),
+    );
+    const tags = Array.from({ length: 40 }, (_, i) => `tag-${i}`);
+    // Every call on its own connection, as from different clients.
+    const callers = tags.map((_, i) => catalog.ice_connectionId(`caller-${i}`));
+    await Promise.all([
+      ...tags.map((tag, i) => IceFlix.MediaCatalogPrx.uncheckedCast(callers[i]).addTags(ONE, [tag], "good")),
+      catalog.renameTile(ONE, "Renombrada", "good"),
+    ]);
+    await child.stop("SIGKILL");
+    ({ child, catalog } = await startCatalog(world));
+    assert.deepEqual(await catalog.getTilesByTags(tags, true), [ONE], "every tag is there");
+    assert.deepEqual(await catalog.getTilesByName("renombrada", true), [ONE]);
+  } finally {
+    await child.stop();
+    await auth.kill();
+    await world.stop();
+  }
+});
+
+Deno.test("catalog: a corrupt database (file or journal) is refused, with a clear error, and left untouched", async () => {
+  const folder = await databaseFolder();
+  const database = `${folder}/catalog.json`;
+  const cases: [string, string | undefined, RegExp][] = [
+    ['{"a": {"name": "x", "tags": []', undefined, /catalog\.json is not valid JSON/],
+    ['["not", "an", "object"]', undefined, /catalog\.json is not a catalog database/],
+    ['{"a": {"name": 3, "tags": []}}', undefined, /title "a" must be \{"name": string, "tags": \[string, \.\.\.\]\}/],
+    ['{"a": {"name": "x", "tags": [], "year": 1999}}', undefined, /title "a" must be .* and nothing else/],
+    ["{}", '["a", {"name": "x", "tags": []}]\nnot json\n["b", {"name": "y", "tags": []}]\n', /journal is not valid/],
+  ];
+  try {
+    for (const [text, journal, error] of cases) {
+      await Deno.writeTextFile(database, text);
+      if (journal !== undefined) await Deno.writeTextFile(`${database}.journal`, journal);
+      const child = new Child(`${ROOT}run_service`, ["catalog", `--IceFlix.Catalog.DatabaseFile=${database}`]);
+      const status = await child.wait();
+      assert.notEqual(status.code, 0, `refused: ${text}`);
+      assert.match(child.stderr, error);
+      assert.match(child.stderr, /left untouched/);
+      assert.equal(await Deno.readTextFile(database), text, "the file is byte for byte the same");
+      if (journal !== undefined) assert.equal(await Deno.readTextFile(`${database}.journal`), journal);
+      await Deno.remove(`${database}.journal`).catch(() => {});
+    }
+    assert.deepEqual([...Deno.readDirSync(folder)].map((entry) => entry.name), ["catalog.json"], "no stray files");
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("catalog database: the journal replays in order, a torn last line (crash while appending) is dropped", async () => {
+  const folder = await databaseFolder();
+  const path = `${folder}/catalog.json`;
+  const warnings: string[] = [];
+  const ignore = () => {};
+  const logger = { error: ignore, warn: (message: string) => warnings.push(message), info: ignore, debug: ignore };
+  try {
+    await Deno.writeTextFile(path, JSON.stringify({ [ONE]: { name: "Uno", tags: ["old"] } }));
+    await Deno.writeTextFile(
+      `${path}.journal`,
+      `["${ONE}", {"name": "Uno bis", "tags": ["x"]}]\n["${TWO}", {"name": "Dos", "tags": []}]\n` +
+        `["${ONE}", {"name": "Uno ter", "tags": ["y", "z"]}]\n["${THREE}", {"name": "Tr`,
+    );
+    const database = await CatalogDatabase.open(path, logger);
+    assert.deepEqual(database.info(ONE), { name: "Uno ter", tags: ["y", "z"] });
+    assert.deepEqual(database.info(TWO), { name: "Dos", tags: [] });
+    assert.equal(database.has(THREE), false);
+    assert.match(warnings.join("\n"), /ignoring its torn last line/);
+    assert.deepEqual(database.findByTags(["old", "x"], false), [], "replaced tags leave the index");
+    // Opening folded the journal into the file.
+    await assert.rejects(Deno.stat(`${path}.journal`), Deno.errors.NotFound);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(path)), {
+      [ONE]: { name: "Uno ter", tags: ["y", "z"] },
+      [TWO]: { name: "Dos", tags: [] },
+    });
+    await database.close();
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("interop: a Python client searches, reads tiles and edits the catalog", async () => {
+  const world = await startWorld();
+  await writeDatabase(world.database, {
+    [ONE]: { name: "Película Uno", tags: ["drama"] },
+    [TWO]: { name: "Otra", tags: ["comedia"] },
+  });
+  const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
+  const provider = await announced(world, "media", "provider", (d) => new TestProvider(d, { [ONE]: "x" }));
+  const { child, catalog } = await startCatalog(world);
+  try {
+    await eventually(
+      "the catalog finds both services",
+      async () =>
+        child.stderr.includes(`auth service ${auth.id} found`) &&
+        await catalog.getTile(ONE).then(() => true, () => false),
+    );
+    const output = await runPython("catalog_client.py", [world.communicator.proxyToString(catalog), ONE, TWO, "good"]);
+    assert.equal(
+      output,
+      [
+        `by name: ${ONE}`,
+        `by tags: ${ONE} ${TWO}`,
+        "tile: Película Uno ['drama'] provider",
+        "unknown: WrongMediaId nope",
+        "unavailable: TemporaryUnavailable",
+        "bad token: Unauthorized",
+        `renamed: ${TWO}`,
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    await child.stop();
+    await Promise.all([auth.kill(), provider.kill()]);
+    await world.stop();
+  }
+});
