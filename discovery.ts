@@ -171,6 +171,8 @@ export class Discovery {
     this.#services[kind].set(id, CASTS[kind](proxy));
     this.#logger.info(`${kind} service ${id} found`);
     for (const listener of this.#listeners) listener(kind, id, proxy);
+    // A newcomer missed our earlier announcements: announce now, not at the next tick, so it can use us at once.
+    if (!known) this.#announce();
   }
 
   async #tick(): Promise<void> {
