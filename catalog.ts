@@ -4,11 +4,18 @@
  *
  * Names and tags live in a persistent database (`IceFlix.Catalog.DatabaseFile`,
  * see catalog_database.ts). Streaming services announce their media on topic
- * `MediaAnnouncements`; a new id gets an entry named as announced, a known id
- * keeps its (possibly edited) name. Which provider holds which media is kept in
- * memory only: it changes as providers start and stop. Anyone may search and
- * read tiles; renaming and tagging need a token that a live Authenticator
- * accepts. The service announces itself through discovery as kind "catalog".
+ * `MediaAnnouncements`; an announcement counts only if it comes from a
+ * provider that discovery knows and that confirms it holds the media (anyone
+ * can publish on IceStorm). A new id gets an entry named as announced, a known
+ * id keeps its (possibly edited) name. Which providers hold which media is
+ * kept in memory only: it changes as providers start and stop. Anyone may
+ * search and read tiles; renaming and tagging need a token that a live
+ * Authenticator accepts. The service announces itself through discovery as
+ * kind "catalog".
+ *
+ * Several catalogs may run: they are replicas that agree (catalog_replication.ts).
+ * A catalog catches up with the others before it is ready, and acknowledges
+ * an edit once every live replica has stored it.
  *
  *   ./run_service catalog [--Name=value ...]
  *
@@ -18,6 +25,7 @@ import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { CatalogDatabase } from "./catalog_database.ts";
+import { CatalogReplication } from "./catalog_replication.ts";
 import { CALL_TIMEOUT, Discovery, isUnreachable } from "./discovery.ts";
 import { describeError, type Logger, runService } from "./service.ts";
 
@@ -54,7 +62,7 @@ class Providers {
    */
   async liveProvider(mediaId: string): Promise<IceFlix.StreamProviderPrx | undefined> {
     for (const providerId of [...this.#announcers.get(mediaId) ?? []].reverse()) {
-      // Not discovered (yet): its ServiceAvailability announcement may still be on its way.
+      // Not discovered now: it may be back (and announce again) once discovery finds it again.
       const provider = this.#discovery.services("media").get(providerId);
       if (!provider) continue;
       try {
@@ -81,36 +89,63 @@ class Providers {
 class MediaAnnouncements extends IceFlix.StreamAnnounces {
   readonly #database: CatalogDatabase;
   readonly #providers: Providers;
-  readonly #logger: Logger;
-
-  constructor(database: CatalogDatabase, providers: Providers, logger: Logger) {
-    super();
-    this.#database = database;
-    this.#providers = providers;
-    this.#logger = logger;
-  }
-
-  newMedia(id: string, initialName: string, providerId: string): void {
-    this.#providers.announced(id, providerId);
-    // Not awaited: IceStorm delivers the next event only after this one returns, and an entry lost in a crash
-    // comes back when the provider reannounces its media to the restarted catalog.
-    this.#database.addTitle(id, initialName).then(
-      (added) => added && this.#logger.info(`new title ${id} ${JSON.stringify(initialName)} from ${providerId}`),
-      (error) => this.#logger.error(`cannot store new title ${id}: ${describeError(error)}`),
-    );
-  }
-}
-
-/** The servant: the operations of `IceFlix.MediaCatalog`. */
-class MediaCatalog extends IceFlix.MediaCatalog {
-  readonly #database: CatalogDatabase;
-  readonly #providers: Providers;
   readonly #discovery: Discovery;
   readonly #logger: Logger;
 
   constructor(database: CatalogDatabase, providers: Providers, discovery: Discovery, logger: Logger) {
     super();
     this.#database = database;
+    this.#providers = providers;
+    this.#discovery = discovery;
+    this.#logger = logger;
+  }
+
+  newMedia(id: string, initialName: string, providerId: string): void {
+    // Not awaited: IceStorm delivers the next event only after this one returns, and an entry lost in a crash
+    // comes back when the provider reannounces its media to the restarted catalog.
+    this.#accept(id, initialName, providerId).catch((error) =>
+      this.#logger.warn(`cannot take newMedia ${id} from ${providerId}: ${describeError(error)}`)
+    );
+  }
+
+  /** Anyone can publish on IceStorm: the announced provider must be a known one, and confirm it holds the media. */
+  async #accept(id: string, initialName: string, providerId: string): Promise<void> {
+    const provider = this.#discovery.services("media").get(providerId);
+    if (!provider) {
+      // Forged, or (usually) from a provider just started and not discovered yet: once discovered, it is asked to
+      // announce its media again.
+      this.#logger.debug(`ignoring newMedia ${id} from ${providerId}: not a streaming service discovery knows`);
+      return;
+    }
+    if (!await provider.ice_invocationTimeout(CALL_TIMEOUT).isAvailable(id)) {
+      this.#logger.warn(`ignoring newMedia ${id} from ${providerId}: the provider says it does not have it`);
+      return;
+    }
+    this.#providers.announced(id, providerId);
+    if (await this.#database.addTitle(id, initialName)) {
+      this.#logger.info(`new title ${id} ${JSON.stringify(initialName)} from ${providerId}`);
+    }
+  }
+}
+
+/** The servant: the operations of `IceFlix.MediaCatalog`. */
+class MediaCatalog extends IceFlix.MediaCatalog {
+  readonly #database: CatalogDatabase;
+  readonly #replication: CatalogReplication;
+  readonly #providers: Providers;
+  readonly #discovery: Discovery;
+  readonly #logger: Logger;
+
+  constructor(
+    database: CatalogDatabase,
+    replication: CatalogReplication,
+    providers: Providers,
+    discovery: Discovery,
+    logger: Logger,
+  ) {
+    super();
+    this.#database = database;
+    this.#replication = replication;
     this.#providers = providers;
     this.#discovery = discovery;
     this.#logger = logger;
@@ -136,16 +171,20 @@ class MediaCatalog extends IceFlix.MediaCatalog {
     await this.#checkEdit("renameTile", id, authentication);
     // Resolves once the edit is on disk: the reply tells the client it is durable.
     await this.#database.rename(id, name);
+    // ... here and on every live replica.
+    await this.#replication.spread();
   }
 
   async addTags(id: string, tags: string[], authentication: string): Promise<void> {
     await this.#checkEdit("addTags", id, authentication);
     await this.#database.addTags(id, tags);
+    await this.#replication.spread();
   }
 
   async removeTags(id: string, tags: string[], authentication: string): Promise<void> {
     await this.#checkEdit("removeTags", id, authentication);
     await this.#database.removeTags(id, tags);
+    await this.#replication.spread();
   }
 
   /**
@@ -183,11 +222,24 @@ await runService({
     // The servant's identity is fixed, so its proxy is known before the servant is added.
     const identity = Ice.stringToIdentity("MediaCatalog");
     const discovery = new Discovery(adapter, logger, { kind: "catalog", proxy: adapter.createProxy(identity) });
+
+    // Before this catalog answers anything, it takes every change the other replicas have.
+    const replication = new CatalogReplication(
+      database,
+      adapter,
+      adapter.createProxy(identity),
+      discovery.events,
+      logger,
+      discovery.announceInterval,
+    );
+    await replication.start();
+    onShutdown(() => replication.stop());
+
     const providers = new Providers(discovery, logger);
-    const proxy = adapter.add(new MediaCatalog(database, providers, discovery, logger), identity);
+    const proxy = adapter.add(new MediaCatalog(database, replication, providers, discovery, logger), identity);
 
     // IceStorm calls this subscriber for every newMedia published on the topic.
-    const announcements = adapter.addWithUUID(new MediaAnnouncements(database, providers, logger));
+    const announcements = adapter.addWithUUID(new MediaAnnouncements(database, providers, discovery, logger));
     await discovery.events.subscribe(MEDIA_ANNOUNCEMENTS_TOPIC, announcements);
 
     // A provider seen for the first time announces all its media again, so a catalog started late learns them.

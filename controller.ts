@@ -9,8 +9,9 @@
  * - `getSDP(token, port)` starts a `gst-launch-1.0` sender towards the
  *   caller's address and that UDP port, and returns the SDP to play it; a new
  *   call moves the stream to the new port;
- * - watches topic `AuthenticationStatus`: when its token is revoked it asks for
- *   a new one and waits `IceFlix.Controller.GracePeriod` seconds; a valid
+ * - watches topic `AuthenticationStatus`: when its token is revoked (and an
+ *   Authenticator confirms it: anyone can publish there) it asks for a new one
+ *   and waits `IceFlix.Controller.GracePeriod` seconds; a valid
  *   `refreshAuthentication(token)` in time keeps the stream, otherwise the
  *   controller closes;
  * - `stop()`, or the grace period running out, or the provider shutting down,
@@ -215,10 +216,28 @@ export class StreamController extends IceFlix.StreamController {
     }
   }
 
-  /** The token was revoked: ask the client for a new one and give it the grace period. */
-  #onRevoked(token: string): void {
-    if (this.#closed || token !== this.#token || this.#graceTimer !== undefined) return;
+  /**
+   * The token was revoked: ask the client for a new one and give it the
+   * grace period. Anyone can publish on IceStorm, so the revocation is
+   * believed only if an Authenticator no longer accepts the token (or none
+   * answers, and then nobody can vouch for it either).
+   */
+  async #onRevoked(token: string): Promise<void> {
+    if (!this.#concerns(token)) return;
     const { gracePeriod, discovery, logger } = this.#context;
+    try {
+      if (await discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(token))) {
+        logger.warn(`${this.#description}: ignoring a revocation of its token that no Authenticator confirms`);
+        return;
+      }
+    } catch (error) {
+      // Without an Authenticator the client could not renew its token either: the revocation stands.
+      logger.warn(
+        `${this.#description}: no Authenticator to confirm a revocation (${describeError(error)}); it stands`,
+      );
+    }
+    // The token may have been renewed, or the stream closed, while the Authenticator answered.
+    if (!this.#concerns(token)) return;
     logger.info(`${this.#description}: its token was revoked; asking the client for a new one (${gracePeriod} s)`);
     this.#graceTimer = setTimeout(
       () => this.close(`no new token within ${gracePeriod} s of the revocation`),
@@ -228,6 +247,11 @@ export class StreamController extends IceFlix.StreamController {
       this.topicName,
       (publisher) => IceFlix.StreamerSyncPrx.uncheckedCast(publisher).requestAuthentication(),
     );
+  }
+
+  /** Whether a revocation of `token` ends this stream unless renewed: the watched token, no grace period running. */
+  #concerns(token: string): boolean {
+    return !this.#closed && token === this.#token && this.#graceTimer === undefined;
   }
 
   /** A call that raced with close() ends as calls after it do (Ice fills in the operation). */

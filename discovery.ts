@@ -114,7 +114,7 @@ export class Discovery {
     await this.events.close();
   }
 
-  /** Calls `listener` for every service that joins (also for those known already when it returns). */
+  /** Calls `listener` for every service found from now on (those known already are in {@linkcode services}). */
   onServiceAdded(listener: (kind: ServiceKind, id: string, proxy: Ice.ObjectPrx) => void): void {
     this.#listeners.push(listener);
   }

@@ -8,6 +8,7 @@ import { Ice } from "ice";
 import net from "node:net";
 import { createObjectAdapter } from "../acceptor.ts";
 import { initializeCommunicator } from "../service.ts";
+import { sha256Hex } from "../users.ts";
 
 /** The project's root folder. */
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -280,4 +281,18 @@ export class RtpReceiver {
     await this.#child.stop("SIGKILL");
     if (this.#sdpFile) await Deno.remove(this.#sdpFile);
   }
+}
+
+/** A fresh folder for a test's files inside the checkout's data/, where ./run_service lets the services read. */
+export async function scratchDir(prefix = "test-"): Promise<string> {
+  await Deno.mkdir(`${ROOT}data`, { recursive: true });
+  return await Deno.makeTempDir({ dir: `${ROOT}data`, prefix });
+}
+
+/** Writes `dir`/users.json with these user -> password pairs, as ./add_user stores them; returns its path. */
+export async function writeUsersFile(dir: string, passwords: Record<string, string>): Promise<string> {
+  const path = `${dir}/users.json`;
+  const users = Object.fromEntries(Object.entries(passwords).map(([user, password]) => [user, sha256Hex(password)]));
+  await Deno.writeTextFile(path, JSON.stringify(users));
+  return path;
 }

@@ -10,6 +10,7 @@ import { Ice, IceStorm } from "ice";
 import { IceFlix } from "../slice/iceflix.js";
 import { EventChannel } from "../events.ts";
 import { createLogger, describeError } from "../service.ts";
+import { sha256Hex } from "../users.ts";
 import {
   Child,
   delay,
@@ -19,9 +20,11 @@ import {
   ROOT,
   RtpReceiver,
   runPython,
+  scratchDir,
   startIceFlixService,
   startService,
   testCommunicator,
+  writeUsersFile,
 } from "./harness.ts";
 
 /** The samples ./setup makes in media/: one streamed as it is, one re-encoded. */
@@ -345,41 +348,51 @@ Deno.test("getSDP: both samples are decoded (copy and re-encode), the SDP plays,
 });
 
 Deno.test("revocation: requestAuthentication on the sync topic; a refresh in time keeps the stream, none ends it", async () => {
+  // A real Authenticator: a controller believes a revocation only if the Authenticator no longer accepts the token
+  // (see replication_test.ts for forged ones), so the tokens here really expire. They live long enough for the
+  // stream to start, and for the check that a renewed token keeps it going (LIFETIME > the 2.5 s wait below).
+  const LIFETIME = 5;
   const media = await mediaFolder([COPY_SAMPLE]);
+  const dir = await scratchDir("test-streaming-");
   const stack = await Stack.start();
-  const revoke = (token: string) =>
-    stack.events.publish(
-      "AuthenticationStatus",
-      (publisher) => IceFlix.TokenRevocationPrx.uncheckedCast(publisher).revoke(token),
-    );
+  let auth: Child | undefined;
   try {
     await stack.startStreaming(media, ["--IceFlix.Controller.GracePeriod=1.5"]);
-    await stack.startAuth();
-    const controller = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), TOKEN))!;
+    const started = await startIceFlixService("auth", [
+      "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
+      stack.icestorm.option,
+      "--IceFlix.Discovery.AnnounceInterval=1",
+      `--IceFlix.Auth.UsersFile=${await writeUsersFile(dir, { alice: "secret" })}`,
+      `--IceFlix.Auth.TokenLifetime=${LIFETIME}`,
+    ]);
+    auth = started.child;
+    await eventually("the streaming service knows the Authenticator", () => /auth service \S+ found/.test(stack.log));
+    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(stack.communicator.stringToProxy(started.proxy));
+    const logIn = () => authenticator.refreshAuthorization("alice", sha256Hex("secret"));
+    // Another client's token, revoked just before this stream's: only the second concerns the stream.
+    await logIn();
+    const token = await logIn();
+    const controller = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), token))!;
     const sync = new SyncListener();
     const topic = await controller.getSyncTopic();
     await stack.events.subscribe(topic, stack.adapter.addWithUUID(sync));
     const port = await freePort();
     const receiver = await stack.receiver(port);
-    await controller.getSDP(TOKEN, port);
+    await controller.getSDP(token, port);
     const pid = await stack.newSender(0);
     await eventually("frames arrive", () => receiver.frames >= SOME_FRAMES);
 
-    // Another client's token is revoked, then this stream's: only the second concerns it (events arrive in order).
-    await revoke("someone-else's-token");
-    await revoke(TOKEN);
-    await eventually("the controller asks for a new token", () => sync.requests === 1);
+    await eventually("the controller asks for a new token", () => sync.requests === 1, 2 * LIFETIME);
     await assert.rejects(controller.refreshAuthentication("forged"), IceFlix.Unauthorized);
-    await controller.refreshAuthentication(TOKEN);
+    await controller.refreshAuthentication(await logIn());
     const before = receiver.frames;
     await delay(2500); // Longer than the grace period.
     assert.ok(receiver.frames > before, "frames keep arriving after the grace period");
     assert.equal(await controller.getSyncTopic(), topic, "the controller is still there");
     assert.equal(sync.requests, 1);
 
-    // Revoked again, and no refresh: the controller closes when the grace period ends.
-    await revoke(TOKEN);
-    await eventually("the controller asks again", () => sync.requests === 2);
+    // The renewed token expires too, and no refresh: the controller closes when the grace period ends.
+    await eventually("the controller asks again", () => sync.requests === 2, 2 * LIFETIME);
     await eventually("the controller is gone", async () => {
       try {
         await controller.getSyncTopic();
@@ -393,8 +406,10 @@ Deno.test("revocation: requestAuthentication on the sync topic; a refresh in tim
     await eventually("its topic is destroyed", async () => !(await stack.topicExists(topic)));
     assert.match(stack.log, /closed \(no new token within 1\.5 s of the revocation\)/);
   } finally {
+    await auth?.stop();
     await stack.stop();
     await Deno.remove(media, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -1,0 +1,287 @@
+/**
+ * Authenticator replicas that agree (issue 7), as real `./run_service auth`
+ * processes with a real IceStorm: shared tokens, a late replica catching up,
+ * one revoke event per token whoever is alive, and StreamControllers that do
+ * not believe a forged revoke.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { Ice } from "ice";
+// @ts-types="../slice/iceflix.d.ts"
+import { IceFlix } from "../slice/iceflix.js";
+import { EventChannel } from "../events.ts";
+import { createLogger } from "../service.ts";
+import { sha256Hex } from "../users.ts";
+import {
+  Child,
+  delay,
+  eventually,
+  IceStormServer,
+  ROOT,
+  runPython,
+  scratchDir,
+  startIceFlixService,
+  testCommunicator,
+  writeUsersFile,
+} from "./harness.ts";
+
+const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";
+const PASSWORD = "alice's secret";
+
+/**
+ * How long to keep listening once every expected revoke has arrived, so that a second one for the same token would
+ * be seen: far longer than a ping between two replicas on loopback, which is all that could delay it.
+ */
+const SETTLE_MS = 1500;
+
+/** Counts the `revoke` events of each token on topic AuthenticationStatus. */
+class RevocationCounter extends IceFlix.TokenRevocation {
+  readonly counts = new Map<string, number>();
+
+  revoke(token: string): void {
+    this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
+  }
+
+  /** Whether every one of `tokens` was revoked at least once. */
+  revokedAll(tokens: string[]): boolean {
+    return tokens.every((token) => this.counts.has(token));
+  }
+}
+
+/** Counts `requestAuthentication` events on a controller's sync topic. */
+class SyncListener extends IceFlix.StreamerSync {
+  requests = 0;
+
+  requestAuthentication(): void {
+    this.requests++;
+  }
+}
+
+/** A running Authenticator replica. */
+interface Replica {
+  child: Child;
+  proxy: IceFlix.AuthenticatorPrx;
+  /** Its discovery id, as it logs it at start. */
+  id: string;
+}
+
+/**
+ * One test's platform: IceStorm, a users file with user alice, an Ice
+ * communicator of the test's own subscribed to AuthenticationStatus, and the
+ * replicas and other services the test starts, all stopped at the end.
+ */
+class Platform {
+  readonly revocations = new RevocationCounter();
+  readonly children: Child[] = [];
+
+  private constructor(
+    readonly icestorm: IceStormServer,
+    readonly dir: string,
+    readonly usersFile: string,
+    readonly communicator: Ice.Communicator,
+    readonly adapter: Ice.ObjectAdapter,
+    readonly events: EventChannel,
+  ) {}
+
+  static async start(): Promise<Platform> {
+    const icestorm = await IceStormServer.start();
+    const dir = await scratchDir("test-replication-");
+    const usersFile = await writeUsersFile(dir, { alice: PASSWORD });
+    const { communicator, adapter } = await testCommunicator([icestorm.option]);
+    const events = new EventChannel(communicator, createLogger("test", communicator.getProperties()));
+    const platform = new Platform(icestorm, dir, usersFile, communicator, adapter, events);
+    await events.subscribe("AuthenticationStatus", adapter.addWithUUID(platform.revocations));
+    return platform;
+  }
+
+  /** Starts an Authenticator replica whose tokens live `lifetime` seconds. */
+  async startAuth(lifetime: number, properties: string[] = []): Promise<Replica> {
+    const { child, proxy } = await startIceFlixService("auth", [
+      "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
+      this.icestorm.option,
+      INTERVAL,
+      `--IceFlix.Auth.UsersFile=${this.usersFile}`,
+      `--IceFlix.Auth.TokenLifetime=${lifetime}`,
+      "--IceFlix.LogLevel=debug",
+      ...properties,
+    ]);
+    this.children.push(child);
+    const id = /replica ([0-9a-f-]{36}): tokens live/.exec(child.stderr)?.[1];
+    assert.ok(id, `the replica logs its id:\n${child.stderr}`);
+    return { child, proxy: IceFlix.AuthenticatorPrx.uncheckedCast(this.communicator.stringToProxy(proxy)), id };
+  }
+
+  /** `count` new tokens for alice from `replica`. */
+  async logIn(replica: Replica, count = 1): Promise<string[]> {
+    const tokens = [];
+    for (let i = 0; i < count; i++) tokens.push(await replica.proxy.refreshAuthorization("alice", sha256Hex(PASSWORD)));
+    return tokens;
+  }
+
+  /** Asserts that no process of the test ever logged one of `tokens`. */
+  assertNeverLogged(tokens: string[]): void {
+    for (const child of this.children) {
+      for (const token of tokens) assert.ok(!child.stderr.includes(token), "tokens are never logged");
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.children.map((child) => child.stop()));
+    await this.events.close();
+    await this.communicator.destroy();
+    await this.icestorm.stop();
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** Asserts what each replica answers to isAuthorized for each of `tokens`. */
+async function assertAuthorized(replicas: Replica[], tokens: string[], expected: boolean): Promise<void> {
+  for (const replica of replicas) {
+    for (const token of tokens) {
+      assert.equal(await replica.proxy.isAuthorized(token), expected, `replica ${replica.id}`);
+    }
+  }
+}
+
+Deno.test("replicas: a token from any is accepted by every one at once; a late one catches up; another key shares nothing", async () => {
+  const platform = await Platform.start();
+  try {
+    const a = await platform.startAuth(30);
+    const b = await platform.startAuth(30);
+    // Each one's tokens are accepted by the other as soon as refreshAuthorization returns: no waiting.
+    const tokens: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const [fromA] = await platform.logIn(a);
+      assert.equal(await b.proxy.isAuthorized(fromA), true, "b accepts a's token at once");
+      const [fromB] = await platform.logIn(b);
+      assert.equal(await a.proxy.isAuthorized(fromB), true, "a accepts b's token at once");
+      tokens.push(fromA, fromB);
+    }
+    await assertAuthorized([a, b], ["0".repeat(32), ""], false);
+
+    // Started after those tokens were issued: it knows them from its first answer on.
+    const c = await platform.startAuth(30);
+    await assertAuthorized([c], tokens, true);
+    assert.match(c.child.stderr, /caught up: 6 live token\(s\) from 2 replica\(s\)/);
+    const [fromC] = await platform.logIn(c);
+    await assertAuthorized([a, b], [fromC], true);
+
+    // A replica with another key (another installation, or an impostor) can neither read nor inject tokens.
+    const keyFile = `${platform.dir}/other.key`;
+    await Deno.writeTextFile(keyFile, "another installation's key");
+    const stranger = await platform.startAuth(30, [`--IceFlix.Auth.ReplicationKeyFile=${keyFile}`]);
+    await assertAuthorized([stranger], [...tokens, fromC], false);
+    const [fromStranger] = await platform.logIn(stranger);
+    await assertAuthorized([a, b, c], [fromStranger], false);
+    assert.match(stranger.child.stderr, /uses another replication key: no tokens shared with it/);
+    await eventually(
+      "a finds the stranger through discovery and tells it apart",
+      () => a.child.stderr.includes(`replica ${stranger.id} uses another replication key: no tokens shared with it`),
+    );
+    await assertAuthorized([a, b, c], [...tokens, fromC], true);
+    platform.assertNeverLogged([...tokens, fromC, fromStranger]);
+  } finally {
+    await platform.stop();
+  }
+});
+
+Deno.test("replicas: one revoke per token, whoever issued it; a SIGKILLed issuer's tokens are revoked by the live replica with the smallest id", async () => {
+  const lifetime = 2;
+  const platform = await Platform.start();
+  try {
+    const replicas = [
+      await platform.startAuth(lifetime),
+      await platform.startAuth(lifetime),
+      await platform.startAuth(lifetime),
+    ];
+    const { revocations } = platform;
+
+    // All alive: every replica holds every token, and each expiry is published once.
+    const first = (await Promise.all(replicas.map((replica) => platform.logIn(replica, 2)))).flat();
+    await assertAuthorized(replicas, first, true);
+    await eventually("every token is revoked", () => revocations.revokedAll(first), 4 * lifetime);
+    await delay(SETTLE_MS);
+    assert.deepEqual(first.map((token) => revocations.counts.get(token)), first.map(() => 1), "one revoke per token");
+    await assertAuthorized(replicas, first, false);
+
+    // The issuer dies before its tokens expire: one of the two others revokes them, once.
+    const [issuer, ...survivors] = replicas;
+    const orphans = await platform.logIn(issuer, 3);
+    const [survivorsOwn] = await platform.logIn(survivors[0]);
+    await issuer.child.stop("SIGKILL");
+    const second = [...orphans, survivorsOwn];
+    await eventually("the dead issuer's tokens are revoked", () => revocations.revokedAll(second), 4 * lifetime);
+    await delay(SETTLE_MS);
+    assert.deepEqual(second.map((token) => revocations.counts.get(token)), second.map(() => 1), "one revoke per token");
+    await assertAuthorized(survivors, second, false);
+
+    // The rule decides which one: the survivor with the smaller id, and only it (in as many batches as expiries).
+    const [smallest, other] = survivors.toSorted((x, y) => x.id < y.id ? -1 : 1);
+    /** How many of the dead issuer's tokens `replica` took over (it logs each batch it revokes). */
+    const takenOver = (replica: Replica) =>
+      [...replica.child.stderr.matchAll(
+        new RegExp(`replica ${issuer.id} is gone: .* smallest id, revokes its (\\d+) token`, "g"),
+      )]
+        .reduce((sum, [, count]) => sum + Number(count), 0);
+    assert.equal(takenOver(smallest), orphans.length, smallest.child.stderr);
+    assert.equal(takenOver(other), 0);
+    platform.assertNeverLogged([...first, ...second]);
+  } finally {
+    await platform.stop();
+  }
+});
+
+Deno.test("controller: a forged revoke (published from Python) is ignored, a genuine expiry is not; with no Authenticator a revoke stands", async () => {
+  const lifetime = 5;
+  const platform = await Platform.start();
+  const media = await Deno.makeTempDir({ prefix: "iceflix-media-" });
+  try {
+    await Deno.copyFile(`${ROOT}media/test_pattern.mp4`, `${media}/test_pattern.mp4`);
+    const id = createHash("sha256").update(await Deno.readFile(`${media}/test_pattern.mp4`)).digest("hex");
+    const [auth, streaming] = await Promise.all([
+      platform.startAuth(lifetime),
+      startIceFlixService("streaming", [
+        platform.icestorm.option,
+        INTERVAL,
+        `--IceFlix.Streaming.MediaDir=${media}`,
+        "--IceFlix.Controller.GracePeriod=10",
+      ]),
+    ]);
+    platform.children.push(streaming.child);
+    await eventually(
+      "the streaming service knows the Authenticator",
+      () => /auth service \S+ found/.test(streaming.child.stderr),
+    );
+    const provider = IceFlix.StreamProviderPrx.uncheckedCast(platform.communicator.stringToProxy(streaming.proxy));
+    const [token] = await platform.logIn(auth);
+    const controller = (await provider.getStream(id, token))!;
+    const sync = new SyncListener();
+    await platform.events.subscribe(await controller.getSyncTopic(), platform.adapter.addWithUUID(sync));
+    const forge = (token: string) =>
+      runPython("publish_revocation.py", [platform.icestorm.proxy, "AuthenticationStatus", token]);
+
+    // Anyone can publish a revoke: the Authenticator still accepts the token, so the stream goes on.
+    await forge(token);
+    await eventually(
+      "the controller has weighed the forged revoke",
+      () => streaming.child.stderr.includes("ignoring a revocation of its token that no Authenticator confirms"),
+    );
+    assert.equal(sync.requests, 0);
+
+    // The genuine one, when the token expires: the client is asked for a new token, and renews it.
+    await eventually("the expiry is revoked", () => platform.revocations.revokedAll([token]), 3 * lifetime);
+    await eventually("the controller asks for a new token", () => sync.requests === 1);
+    const [renewed] = await platform.logIn(auth);
+    await controller.refreshAuthentication(renewed);
+
+    // No Authenticator left to vouch for the token: a revoke cannot be checked, and stands.
+    await auth.child.stop("SIGKILL");
+    await forge(renewed);
+    await eventually("the controller asks again", () => sync.requests === 2);
+    assert.match(streaming.child.stderr, /no Authenticator to confirm a revocation .*; it stands/);
+    platform.assertNeverLogged([token, renewed]);
+  } finally {
+    await platform.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
