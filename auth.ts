@@ -23,12 +23,10 @@ import { Ice } from "ice";
 import { IceFlix } from "./slice/iceflix.js";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Discovery } from "./discovery.ts";
+import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
 import { readUsersFile, sha256Hex } from "./users.ts";
 import { readReplicationKey, ReplicatedTokens } from "./auth_replication.ts";
-
-/** The topic where expired tokens are announced, as `TokenRevocation.revoke(token)` events. */
-const REVOCATION_TOPIC = "AuthenticationStatus";
 
 /** The SHA-256 digest of `text`, to compare secrets of any length in constant time. */
 function digest(text: string): Uint8Array {
@@ -123,7 +121,7 @@ await runService({
       lifetime: lifetime * 1000,
       // The topic's publisher forwards each call to every subscriber; publish() never rejects and logs an outage.
       revoke: (expired) =>
-        discovery.events.publish(REVOCATION_TOPIC, (publisher) => {
+        discovery.events.publish(TOPICS.authenticationStatus, (publisher) => {
           // Batched oneway calls: the revocations that fall due together reach IceStorm as one message, in order,
           // without a reply each. Thousands at once (a burst of logins 30 s ago) would pile up as twoway calls.
           const revocations = IceFlix.TokenRevocationPrx.uncheckedCast(publisher.ice_batchOneway());
@@ -154,7 +152,7 @@ await runService({
     await discovery.start();
     onShutdown(() => discovery.stop());
     logger.info(
-      `replica ${tokens.id}: tokens live ${lifetime} s; expiries are published on topic ${REVOCATION_TOPIC}`,
+      `replica ${tokens.id}: tokens live ${lifetime} s; expiries are published on topic ${TOPICS.authenticationStatus}`,
     );
     return proxy;
   },

@@ -27,10 +27,8 @@ import { IceFlix } from "./slice/iceflix.js";
 import { CatalogDatabase } from "./catalog_database.ts";
 import { CatalogReplication } from "./catalog_replication.ts";
 import { CALL_TIMEOUT, Discovery, isUnreachable } from "./discovery.ts";
+import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService } from "./service.ts";
-
-/** The topic where streaming services announce their media, as `StreamAnnounces.newMedia` events. */
-const MEDIA_ANNOUNCEMENTS_TOPIC = "MediaAnnouncements";
 
 /**
  * Which providers announced each media id, most recent last. A provider is
@@ -240,7 +238,7 @@ await runService({
 
     // IceStorm calls this subscriber for every newMedia published on the topic.
     const announcements = adapter.addWithUUID(new MediaAnnouncements(database, providers, discovery, logger));
-    await discovery.events.subscribe(MEDIA_ANNOUNCEMENTS_TOPIC, announcements);
+    await discovery.events.subscribe(TOPICS.mediaAnnouncements, announcements);
 
     // A provider seen for the first time announces all its media again, so a catalog started late learns them.
     discovery.onServiceAdded((kind, id, provider) => {

@@ -20,7 +20,7 @@ import { IceFlix } from "./slice/iceflix.js";
 import dgram from "node:dgram";
 import { createObjectAdapter } from "./acceptor.ts";
 import { isUnreachable } from "./discovery.ts";
-import { EventChannel } from "./events.ts";
+import { EventChannel, TOPICS } from "./events.ts";
 import { type Player, PLAYER_CHOICES, type PlayerChoice, startPlayer } from "./player.ts";
 import {
   createLogger,
@@ -34,9 +34,6 @@ import { sha256Hex } from "./users.ts";
 
 /** Main's proxy when neither the command line nor `IceFlix.Client.MainProxy` names one (spec: port 10010). */
 const DEFAULT_MAIN_PROXY = "Main:tcp -h 127.0.0.1 -p 10010";
-
-/** The topic where Authenticators publish `TokenRevocation.revoke` for every expired token (spec 2.2). */
-const AUTHENTICATION_STATUS_TOPIC = "AuthenticationStatus";
 
 /** How long any remote call may take before the client gives up on it (ms). */
 const CALL_TIMEOUT = 5000;
@@ -472,7 +469,7 @@ class Client {
     if (this.#session) await this.logout();
     this.#session = { user, passwordHash, token, renewal: undefined };
     // IceStorm calls our listener for every revoked token; ours is renewed as it expires.
-    await this.#events.subscribe(AUTHENTICATION_STATUS_TOPIC, this.#revocations);
+    await this.#events.subscribe(TOPICS.authenticationStatus, this.#revocations);
     this.#terminal.print(`logged in as ${user}`);
   }
 
@@ -482,7 +479,7 @@ class Client {
     if (!session) throw new UserError("not logged in");
     if (this.#playback) await this.stop("stopped (logging out)");
     this.#session = undefined;
-    await this.#events.unsubscribe(AUTHENTICATION_STATUS_TOPIC, this.#revocations);
+    await this.#events.unsubscribe(TOPICS.authenticationStatus, this.#revocations);
     this.#terminal.print(`logged out ${session.user}`);
   }
 
@@ -504,7 +501,7 @@ class Client {
         if (error instanceof IceFlix.Unauthorized && this.#session === session) {
           if (this.#playback) await this.stop("stopped");
           this.#session = undefined;
-          await this.#events.unsubscribe(AUTHENTICATION_STATUS_TOPIC, this.#revocations);
+          await this.#events.unsubscribe(TOPICS.authenticationStatus, this.#revocations);
           throw new UserError(`the credentials of ${session.user} are no longer accepted; logged out`);
         }
         throw error;

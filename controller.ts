@@ -24,11 +24,9 @@ import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import type { Discovery } from "./discovery.ts";
+import { TOPICS } from "./events.ts";
 import { RtpSender, senderArguments, sessionDescription, type VideoFormat } from "./gstreamer.ts";
 import { describeError, type Logger } from "./service.ts";
-
-/** The topic where the Authenticators publish `TokenRevocation.revoke(token)` for expired tokens. */
-export const REVOCATION_TOPIC = "AuthenticationStatus";
 
 /** The UDP ports a client may ask the stream to be sent to. */
 const PORTS = { first: 1024, last: 65535 };
@@ -122,7 +120,7 @@ export class StreamController extends IceFlix.StreamController {
     controller.#revocationListener = adapter.addWithUUID(
       new RevocationListener((revoked) => controller.#onRevoked(revoked)),
     );
-    const subscribed = discovery.events.subscribe(REVOCATION_TOPIC, controller.#revocationListener);
+    const subscribed = discovery.events.subscribe(TOPICS.authenticationStatus, controller.#revocationListener);
     try {
       // Created now, so the client can subscribe to it before anything is published there.
       await discovery.events.topic(controller.topicName);
@@ -199,7 +197,9 @@ export class StreamController extends IceFlix.StreamController {
     logger.info(`${this.#description}: closed (${reason})`);
     const listener = this.#revocationListener!;
     Promise.allSettled([
-      discovery.events.unsubscribe(REVOCATION_TOPIC, listener).then(() => adapter.remove(listener.ice_getIdentity())),
+      discovery.events.unsubscribe(TOPICS.authenticationStatus, listener).then(() =>
+        adapter.remove(listener.ice_getIdentity())
+      ),
       discovery.events.destroyTopic(this.topicName),
     ]).then(() => this.#release.resolve());
   }

@@ -13,11 +13,8 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
-import { EventChannel } from "./events.ts";
+import { EventChannel, TOPICS } from "./events.ts";
 import { describeError, type Logger, secondsProperty } from "./service.ts";
-
-/** The topic where services announce themselves. */
-export const SERVICE_AVAILABILITY_TOPIC = "ServiceAvailability";
 
 /** How long a ping or a call to another service may take before it counts as failed (ms). */
 export const CALL_TIMEOUT = 3000;
@@ -103,7 +100,7 @@ export class Discovery {
    */
   async start(): Promise<void> {
     this.#subscriber = this.#adapter.addWithUUID(new AvailabilityListener(this));
-    await this.events.subscribe(SERVICE_AVAILABILITY_TOPIC, this.#subscriber);
+    await this.events.subscribe(TOPICS.serviceAvailability, this.#subscriber);
     await this.#tick();
   }
 
@@ -184,7 +181,7 @@ export class Discovery {
   async #announce(): Promise<void> {
     const self = this.#self;
     if (!self) return;
-    await this.events.publish(SERVICE_AVAILABILITY_TOPIC, (publisher) => {
+    await this.events.publish(TOPICS.serviceAvailability, (publisher) => {
       const topic = IceFlix.ServiceAvailabilityPrx.uncheckedCast(publisher);
       switch (self.kind) {
         case "auth":

@@ -15,6 +15,19 @@ import { describeError, type Logger } from "./service.ts";
 /** The proxy of IceStorm's TopicManager when `IceStorm.TopicManager.Proxy` is not set. */
 export const DEFAULT_TOPIC_MANAGER = "IceStorm/TopicManager:tcp -h 127.0.0.1 -p 10000";
 
+/**
+ * The topics of the IceFlix specification. Every program names them from
+ * here, so a typo cannot split one topic into two.
+ */
+export const TOPICS = {
+  /** `ServiceAvailability` events: services announce themselves (discovery.ts). */
+  serviceAvailability: "ServiceAvailability",
+  /** `TokenRevocation.revoke(token)` events: the Authenticators announce expired tokens. */
+  authenticationStatus: "AuthenticationStatus",
+  /** `StreamAnnounces.newMedia` events: the streaming services announce their videos. */
+  mediaAnnouncements: "MediaAnnouncements",
+} as const;
+
 /** How long a call to IceStorm may take before it counts as failed (ms). */
 const ICESTORM_CALL_TIMEOUT = 3000;
 

@@ -20,12 +20,10 @@ import { IceFlix } from "./slice/iceflix.js";
 import { createHash } from "node:crypto";
 import { basename, extname, join } from "node:path";
 import { Discovery } from "./discovery.ts";
+import { TOPICS } from "./events.ts";
 import { probeVideo, type VideoFormat } from "./gstreamer.ts";
 import { requireValidToken, type StreamContext, StreamController, type StreamMedia } from "./controller.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
-
-/** The topic where providers announce their videos. */
-export const MEDIA_TOPIC = "MediaAnnouncements";
 
 /** The file extensions looked at as videos (lowercase); other files are skipped. */
 export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -336,7 +334,7 @@ if (import.meta.main) {
       const announce = async (media: StreamMedia[]) => {
         for (const { id, name } of media) {
           await discovery.events.publish(
-            MEDIA_TOPIC,
+            TOPICS.mediaAnnouncements,
             (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(id, name, discovery.id),
           );
         }

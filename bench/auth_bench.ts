@@ -16,7 +16,7 @@
  */
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
-import { EventChannel } from "../events.ts";
+import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import { eventually, IceStormServer, ROOT, startIceFlixService, testCommunicator } from "../tests/harness.ts";
@@ -99,9 +99,9 @@ try {
   // plus one IceStorm hop), and one subscribed as the IceFlix services subscribe (EventChannel: twoway).
   const subscribers = { "oneway": new Revocations(), "twoway": new Revocations() };
   const events = new EventChannel(communicator, createLogger("bench", communicator.getProperties()));
-  await (await events.topic("AuthenticationStatus"))
+  await (await events.topic(TOPICS.authenticationStatus))
     .subscribeAndGetPublisher(new Map(), adapter.addWithUUID(subscribers.oneway).ice_oneway());
-  await events.subscribe("AuthenticationStatus", adapter.addWithUUID(subscribers["twoway"]));
+  await events.subscribe(TOPICS.authenticationStatus, adapter.addWithUUID(subscribers["twoway"]));
 
   const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
   const passwordHash = sha256Hex("bench");

@@ -11,7 +11,7 @@ import { IceFlix } from "../slice/iceflix.js";
 // @ts-types="../slice/catalog_replication.d.ts"
 import { IceFlixCatalogReplication } from "../slice/catalog_replication.js";
 import { CatalogDatabase, type VersionedTitle } from "../catalog_database.ts";
-import { EventChannel } from "../events.ts";
+import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, initializeCommunicator } from "../service.ts";
 import { Child, eventually, IceStormServer, ROOT, scratchDir, startIceFlixService, startService } from "./harness.ts";
 
@@ -310,7 +310,7 @@ Deno.test("catalog: forged newMedia are ignored; a file on two providers is one 
     const [unknownProvider, notHeld] = ["e".repeat(64), "f".repeat(64)];
     for (const [media, provider] of [[unknownProvider, "no-such-provider"], [notHeld, providerId]]) {
       const delivered = await events.publish(
-        "MediaAnnouncements",
+        TOPICS.mediaAnnouncements,
         (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(media, "Falsa", provider),
       );
       assert.ok(delivered);

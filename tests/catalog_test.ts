@@ -10,7 +10,7 @@ import { Ice } from "ice";
 import { IceFlix } from "../slice/iceflix.js";
 import { CatalogDatabase } from "../catalog_database.ts";
 import { Discovery } from "../discovery.ts";
-import { EventChannel } from "../events.ts";
+import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, initializeCommunicator } from "../service.ts";
 import {
   Child,
@@ -65,7 +65,7 @@ class TestProvider extends IceFlix.StreamProvider {
 /** Publishes `StreamAnnounces.newMedia` on topic MediaAnnouncements, as a streaming service does. */
 async function publishNewMedia(events: EventChannel, id: string, name: string, providerId: string): Promise<void> {
   const delivered = await events.publish(
-    "MediaAnnouncements",
+    TOPICS.mediaAnnouncements,
     (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(id, name, providerId),
   );
   assert.ok(delivered, "IceStorm took the announcement");

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
 import { Discovery } from "../discovery.ts";
-import { EventChannel } from "../events.ts";
+import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import {
@@ -168,7 +168,7 @@ Deno.test("auth: credentials, several tokens per user, expiry, a revoke event pe
     }
   }
   const events = new EventChannel(communicator, createLogger("test", communicator.getProperties()));
-  await events.subscribe("AuthenticationStatus", adapter.addWithUUID(new Revocations()));
+  await events.subscribe(TOPICS.authenticationStatus, adapter.addWithUUID(new Revocations()));
   const auth = await startAuth(icestorm, usersFile);
   try {
     const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));

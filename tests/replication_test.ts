@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { Ice } from "ice";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
-import { EventChannel } from "../events.ts";
+import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import {
@@ -90,7 +90,7 @@ class Platform {
     const { communicator, adapter } = await testCommunicator([icestorm.option]);
     const events = new EventChannel(communicator, createLogger("test", communicator.getProperties()));
     const platform = new Platform(icestorm, dir, usersFile, communicator, adapter, events);
-    await events.subscribe("AuthenticationStatus", adapter.addWithUUID(platform.revocations));
+    await events.subscribe(TOPICS.authenticationStatus, adapter.addWithUUID(platform.revocations));
     return platform;
   }
 
@@ -258,7 +258,7 @@ Deno.test("controller: a forged revoke (published from Python) is ignored, a gen
     const sync = new SyncListener();
     await platform.events.subscribe(await controller.getSyncTopic(), platform.adapter.addWithUUID(sync));
     const forge = (token: string) =>
-      runPython("publish_revocation.py", [platform.icestorm.proxy, "AuthenticationStatus", token]);
+      runPython("publish_revocation.py", [platform.icestorm.proxy, TOPICS.authenticationStatus, token]);
 
     // Anyone can publish a revoke: the Authenticator still accepts the token, so the stream goes on.
     await forge(token);

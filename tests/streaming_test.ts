@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { Ice, IceStorm } from "ice";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
-import { EventChannel } from "../events.ts";
+import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, describeError } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import {
@@ -200,7 +200,7 @@ Deno.test("provider: ids are the files' sha256sum, every video announced, others
   const stack = await Stack.start();
   try {
     const announcements = new Announcements();
-    await stack.events.subscribe("MediaAnnouncements", stack.adapter.addWithUUID(announcements));
+    await stack.events.subscribe(TOPICS.mediaAnnouncements, stack.adapter.addWithUUID(announcements));
     await stack.startStreaming(media);
 
     const copyId = await sha256sum(`${media}/${COPY_SAMPLE}`);
