@@ -20,6 +20,7 @@ import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import { eventually, IceStormServer, ROOT, startIceFlixService, testCommunicator } from "../tests/harness.ts";
+import { latencySummary } from "./stats.ts";
 
 const SECONDS = 3;
 const LIVE_TOKENS = 100_000;
@@ -36,15 +37,6 @@ class Revocations extends IceFlix.TokenRevocation {
     const asked = askedAt.get(token);
     if (asked !== undefined) this.lateness.push(performance.now() - asked - LIFETIME_SECONDS * 1000);
   }
-}
-
-/** p50, p99 and max of `values` (sorted here), in ms. */
-function summary(values: number[]): string {
-  values.sort((a, b) => a - b);
-  const percentile = (p: number) => values[Math.min(values.length - 1, Math.floor(p / 100 * values.length))];
-  return `p50 ${percentile(50).toFixed(1)} ms, p99 ${percentile(99).toFixed(1)} ms, max ${
-    values[values.length - 1].toFixed(1)
-  } ms`;
 }
 
 /** Calls refreshAuthorization + isAuthorized for SECONDS from 1, then 8 concurrent callers. */
@@ -109,7 +101,11 @@ try {
   await issueLiveTokens(authenticator, passwordHash);
   for (const [name, { lateness }] of Object.entries(subscribers)) {
     await eventually(`every revoke event reaches the ${name} subscriber`, () => lateness.length === LIVE_TOKENS, 120);
-    console.log(`expiry lateness at the ${name} revoke subscriber, ${LIVE_TOKENS} live tokens: ${summary(lateness)}`);
+    console.log(
+      `expiry lateness at the ${name} revoke subscriber, ${LIVE_TOKENS} live tokens: ${
+        latencySummary(lateness, { max: true, digits: 1 })
+      }`,
+    );
   }
 } finally {
   await auth.child.stop();

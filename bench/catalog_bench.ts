@@ -11,6 +11,7 @@ import { IceFlix } from "../slice/iceflix.js";
 import { CatalogDatabase } from "../catalog_database.ts";
 import { createLogger, initializeCommunicator } from "../service.ts";
 import { IceStormServer, ROOT, startIceFlixService, startService } from "../tests/harness.ts";
+import { latencySummary } from "./stats.ts";
 
 const SECONDS = 2;
 const EDITS = 300;
@@ -32,13 +33,6 @@ async function writeDatabase(path: string, count: number): Promise<string[]> {
   }
   await Deno.writeTextFile(path, `{\n${lines.join(",\n")}\n}\n`);
   return ids;
-}
-
-/** p50 and p99 of `samples` (ms), as text. */
-function percentiles(samples: number[]): string {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(2);
-  return `p50 ${at(0.5)} ms, p99 ${at(0.99)} ms`;
 }
 
 /** Calls/s of `call` with `callers` concurrent callers for SECONDS. */
@@ -95,7 +89,7 @@ try {
         : catalog.renameTile(id, `Bench ${i}`, "toy-token"));
       edits.push(performance.now() - start);
     }
-    console.log(`edit until durable, ${label} titles, through Ice (token check included): ${percentiles(edits)}`);
+    console.log(`edit until durable, ${label} titles, through Ice (token check included): ${latencySummary(edits)}`);
     await child.stop();
   }
 
@@ -108,16 +102,16 @@ try {
     return performance.now() - start;
   };
   const names = Array.from({ length: 200 }, () => time(() => database.findByName(NAME_QUERY, false)));
-  console.log(`server side getTilesByName, 100,000 titles: ${percentiles(names)}`);
+  console.log(`server side getTilesByName, 100,000 titles: ${latencySummary(names)}`);
   const tags = Array.from({ length: 200 }, () => time(() => database.findByTags(TAG_QUERY, false)));
-  console.log(`server side getTilesByTags, 100,000 titles: ${percentiles(tags)}`);
+  console.log(`server side getTilesByTags, 100,000 titles: ${latencySummary(tags)}`);
   const edits: number[] = [];
   for (let i = 0; i < EDITS; i++) {
     const start = performance.now();
     await database.addTags(((i * 7919) % 100_000).toString(16).padStart(64, "0"), [`local-${i}`]);
     edits.push(performance.now() - start);
   }
-  console.log(`server side edit until durable (journal append + sync), 100,000 titles: ${percentiles(edits)}`);
+  console.log(`server side edit until durable (journal append + sync), 100,000 titles: ${latencySummary(edits)}`);
   const start = performance.now();
   await database.close();
   console.log(

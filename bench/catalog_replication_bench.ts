@@ -11,6 +11,7 @@
 import { IceFlix } from "../slice/iceflix.js";
 import { initializeCommunicator } from "../service.ts";
 import { eventually, IceStormServer, scratchDir, startIceFlixService, startService } from "../tests/harness.ts";
+import { latencySummary } from "./stats.ts";
 
 const EDITS = 300;
 const TITLES = 1_000;
@@ -24,13 +25,6 @@ async function writeDatabase(path: string, count: number): Promise<string[]> {
   );
   await Deno.writeTextFile(path, `{\n${lines.join(",\n")}\n}\n`);
   return ids;
-}
-
-/** p50 and p99 of `samples` (ms), as text. */
-function percentiles(samples: number[]): string {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(2);
-  return `p50 ${at(0.5)} ms, p99 ${at(0.99)} ms`;
 }
 
 const folder = await scratchDir("catalog-replication-bench-");
@@ -60,10 +54,12 @@ try {
     await edit;
   }
   console.log(
-    `replication lag, edit sent to A until visible on B, ${TITLES.toLocaleString("en")} titles: ${percentiles(lags)}`,
+    `replication lag, edit sent to A until visible on B, ${TITLES.toLocaleString("en")} titles: ${
+      latencySummary(lags)
+    }`,
   );
   console.log(
-    `edit acknowledged by A (on disk on A and on B), ${TITLES.toLocaleString("en")} titles: ${percentiles(acks)}`,
+    `edit acknowledged by A (on disk on A and on B), ${TITLES.toLocaleString("en")} titles: ${latencySummary(acks)}`,
   );
   await Promise.all([a.child.stop(), b.child.stop()]);
 

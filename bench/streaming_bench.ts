@@ -26,6 +26,7 @@ import {
   startIceFlixService,
   startService,
 } from "../tests/harness.ts";
+import { percentile } from "./stats.ts";
 
 const HASHED_MEGABYTES = 512;
 /** Seconds of streaming over which CPU use is measured (the samples last 10 s). */
@@ -47,11 +48,6 @@ function cpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function benchScan(): Promise<void> {
@@ -113,7 +109,9 @@ async function benchStreams(
     const serviceCpu = cpuSeconds(servicePid) - startServiceCpu;
     const percent = (seconds: number) => (100 * seconds / CPU_WINDOW).toFixed(1);
     console.log(
-      `stream ${mode}, ${count} concurrent: getSDP to first decoded frame ${median(firstFrames).toFixed(0)} ms ` +
+      `stream ${mode}, ${count} concurrent: getSDP to first decoded frame ${
+        percentile(firstFrames, 50).toFixed(0)
+      } ms ` +
         `median, ${Math.max(...firstFrames).toFixed(0)} ms max; sender CPU ${percent(senderCpu / count)} % ` +
         `of a core per stream; service process ${percent(serviceCpu)} % in all`,
     );
