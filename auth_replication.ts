@@ -33,7 +33,7 @@ import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv, createHash } from "node:crypto";
 // @ts-types="./slice/auth_replication.d.ts"
 import { IceFlixAuthReplication } from "./slice/auth_replication.js";
-import { CALL_TIMEOUT, type Discovery, isUnreachable } from "./discovery.ts";
+import { type Discovery, isUnreachable } from "./discovery.ts";
 import { describeError, type Logger } from "./service.ts";
 import { type ExpiredToken, type Grant, TokenTable } from "./token_table.ts";
 
@@ -110,10 +110,10 @@ function open<K extends Message["kind"]>(key: Uint8Array, sealed: Uint8Array, ki
   throw new IceFlixAuthReplication.Unreadable();
 }
 
-/** The replica servant of `authenticator` (any Authenticator proxy), with a bounded timeout on every call. */
-function replicaOf(authenticator: Ice.ObjectPrx): IceFlixAuthReplication.TokenReplicaPrx {
+/** The replica servant of `authenticator` (any Authenticator proxy), with a bounded timeout (ms) on every call. */
+function replicaOf(authenticator: Ice.ObjectPrx, timeout: number): IceFlixAuthReplication.TokenReplicaPrx {
   return IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(authenticator, REPLICA_FACET)
-    .ice_invocationTimeout(CALL_TIMEOUT);
+    .ice_invocationTimeout(timeout);
 }
 
 /** How {@linkcode ReplicatedTokens} is built. */
@@ -168,7 +168,7 @@ export class ReplicatedTokens {
     const { adapter, authenticator, discovery } = this.#options;
     const servant = new TokenReplicaServant(this.#options.key, this.id, {
       join: async (newcomer, from) => {
-        const peer = newcomer.ice_invocationTimeout(CALL_TIMEOUT);
+        const peer = newcomer.ice_invocationTimeout(discovery.callTimeout);
         // In the same turn as the snapshot: every token issued from now on reaches the newcomer too.
         this.#peers.set(from, peer);
         for (const sealed of this.#sealGrants(this.#table.grants())) await peer.share(sealed);
@@ -186,7 +186,7 @@ export class ReplicatedTokens {
       new Ice.Identity(adapter.getCommunicator().proxyToString(authenticator), REGISTRY_CATEGORY),
     );
     discovery.onServiceAdded((kind, id, proxy) => {
-      if (kind === "auth") this.#met(id, replicaOf(proxy));
+      if (kind === "auth") this.#met(id, replicaOf(proxy, discovery.callTimeout));
     });
     this.#caughtUp = this.#catchUp(entry);
   }
@@ -236,7 +236,7 @@ export class ReplicatedTokens {
     const { adapter, discovery, logger, key } = this.#options;
     let peer: IceFlixAuthReplication.TokenReplicaPrx;
     try {
-      peer = replicaOf(adapter.getCommunicator().stringToProxy(identity.name));
+      peer = replicaOf(adapter.getCommunicator().stringToProxy(identity.name), discovery.callTimeout);
     } catch {
       return false; // Not an entry of ours.
     }

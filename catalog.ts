@@ -26,7 +26,7 @@ import { Ice } from "ice";
 import { IceFlix } from "./slice/iceflix.js";
 import { CatalogDatabase } from "./catalog_database.ts";
 import { CatalogReplication } from "./catalog_replication.ts";
-import { CALL_TIMEOUT, Discovery, isUnreachable } from "./discovery.ts";
+import { Discovery, isUnreachable } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService } from "./service.ts";
 
@@ -65,7 +65,7 @@ class Providers {
       if (!provider) continue;
       try {
         // The check is a real call with a bounded timeout: it proves the provider alive and still holding the media.
-        if (await provider.ice_invocationTimeout(CALL_TIMEOUT).isAvailable(mediaId)) return provider;
+        if (await provider.ice_invocationTimeout(this.#discovery.callTimeout).isAvailable(mediaId)) return provider;
         this.#logger.info(`provider ${providerId} no longer has ${mediaId}`);
       } catch (error) {
         this.#logger.warn(`provider ${providerId} of ${mediaId} failed (${describeError(error)})`);
@@ -115,7 +115,7 @@ class MediaAnnouncements extends IceFlix.StreamAnnounces {
       this.#logger.debug(`ignoring newMedia ${id} from ${providerId}: not a streaming service discovery knows`);
       return;
     }
-    if (!await provider.ice_invocationTimeout(CALL_TIMEOUT).isAvailable(id)) {
+    if (!await provider.ice_invocationTimeout(this.#discovery.callTimeout).isAvailable(id)) {
       this.#logger.warn(`ignoring newMedia ${id} from ${providerId}: the provider says it does not have it`);
       return;
     }
@@ -229,6 +229,7 @@ await runService({
       discovery.events,
       logger,
       discovery.announceInterval,
+      discovery.callTimeout,
     );
     await replication.start();
     onShutdown(() => replication.stop());
@@ -243,7 +244,8 @@ await runService({
     // A provider seen for the first time announces all its media again, so a catalog started late learns them.
     discovery.onServiceAdded((kind, id, provider) => {
       if (kind !== "media") return;
-      IceFlix.StreamProviderPrx.uncheckedCast(provider).ice_invocationTimeout(CALL_TIMEOUT).reannounceMedia().then(
+      const bounded = IceFlix.StreamProviderPrx.uncheckedCast(provider).ice_invocationTimeout(discovery.callTimeout);
+      bounded.reannounceMedia().then(
         () => logger.debug(`provider ${id} reannounced its media`),
         (error) => logger.warn(`cannot ask provider ${id} to reannounce its media: ${describeError(error)}`),
       );

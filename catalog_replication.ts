@@ -43,7 +43,7 @@ import { Ice } from "ice";
 // @ts-types="./slice/catalog_replication.d.ts"
 import { IceFlixCatalogReplication as Replication } from "./slice/catalog_replication.js";
 import type { CatalogDatabase, Version, VersionedTitle } from "./catalog_database.ts";
-import { CALL_TIMEOUT, isUnreachable } from "./discovery.ts";
+import { isUnreachable } from "./discovery.ts";
 import type { EventChannel } from "./events.ts";
 import { describeError, type Logger } from "./service.ts";
 
@@ -74,6 +74,7 @@ export class CatalogReplication {
   readonly #events: EventChannel;
   readonly #logger: Logger;
   readonly #interval: number;
+  readonly #callTimeout: number;
   /** This replica's identity on the topic, and its name there (its MediaCatalog proxy). */
   readonly #identity: Ice.Identity;
   /** Peer name (its MediaCatalog proxy) -> what is known of it. */
@@ -88,6 +89,7 @@ export class CatalogReplication {
   /**
    * @param catalog this catalog's MediaCatalog proxy: it names the replica on the topic
    * @param interval seconds between two pulls from every peer (the announce interval)
+   * @param callTimeout how long a call to a peer may take before the peer counts as gone (ms, discovery's)
    */
   constructor(
     database: CatalogDatabase,
@@ -96,12 +98,14 @@ export class CatalogReplication {
     events: EventChannel,
     logger: Logger,
     interval: number,
+    callTimeout: number,
   ) {
     this.#database = database;
     this.#adapter = adapter;
     this.#events = events;
     this.#logger = logger;
     this.#interval = interval;
+    this.#callTimeout = callTimeout;
     this.#identity = new Ice.Identity(adapter.getCommunicator().proxyToString(catalog), REPLICA_CATEGORY);
   }
 
@@ -152,7 +156,7 @@ export class CatalogReplication {
     await Promise.all(
       [...this.#peers].map(async ([name, peer]) => {
         try {
-          await call(peer.proxy.ice_invocationTimeout(CALL_TIMEOUT));
+          await call(peer.proxy.ice_invocationTimeout(this.#callTimeout));
         } catch (error) {
           await this.#failed(name, error);
         }
@@ -262,7 +266,7 @@ export class CatalogReplication {
     if (!peer) return 0;
     let merged = 0;
     for (let complete = false; !complete;) {
-      const changes = await peer.proxy.ice_invocationTimeout(CALL_TIMEOUT)
+      const changes = await peer.proxy.ice_invocationTimeout(this.#callTimeout)
         .changesSince(peer.epoch, new Ice.Long(peer.last), PAGE_BYTES);
       const titles = changes.titles.flatMap((title) => {
         const versioned = fromSlice(title);

@@ -16,8 +16,8 @@ import { IceFlix } from "./slice/iceflix.js";
 import { EventChannel, TOPICS } from "./events.ts";
 import { describeError, type Logger, secondsProperty } from "./service.ts";
 
-/** How long a ping or a call to another service may take before it counts as failed (ms). */
-export const CALL_TIMEOUT = 3000;
+/** Seconds a ping or a call to another service may take before it counts as failed, unless configured. */
+const DEFAULT_CALL_TIMEOUT = 3;
 
 /** The kinds of service that announce themselves, with their proxy types. */
 export interface ServiceKinds {
@@ -64,6 +64,12 @@ export class Discovery {
   readonly events: EventChannel;
   /** Seconds between announcements and liveness checks (`IceFlix.Discovery.AnnounceInterval`, default 5). */
   readonly announceInterval: number;
+  /**
+   * How long a ping or a call to another service may take before it counts as failed, so a hung service is
+   * dropped like a dead one (ms; property `IceFlix.Discovery.CallTimeout`, in seconds, default 3). Every call this
+   * service makes to another one carries it.
+   */
+  readonly callTimeout: number;
 
   readonly #adapter: Ice.ObjectAdapter;
   readonly #logger: Logger;
@@ -90,7 +96,9 @@ export class Discovery {
     this.#logger = logger;
     this.#self = self;
     this.events = new EventChannel(communicator, logger);
-    this.announceInterval = secondsProperty(communicator.getProperties(), "IceFlix.Discovery.AnnounceInterval", 5);
+    const properties = communicator.getProperties();
+    this.announceInterval = secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", 5);
+    this.callTimeout = secondsProperty(properties, "IceFlix.Discovery.CallTimeout", DEFAULT_CALL_TIMEOUT) * 1000;
   }
 
   /**
@@ -99,6 +107,8 @@ export class Discovery {
    * IceStorm subscriptions every announce interval.
    */
   async start(): Promise<void> {
+    // The other services' logs name this one by its id ("auth service <id> gone"): say which process it is.
+    if (this.#self) this.#logger.info(`announcing itself as ${this.#self.kind} service ${this.id}`);
     this.#subscriber = this.#adapter.addWithUUID(new AvailabilityListener(this));
     await this.events.subscribe(TOPICS.serviceAvailability, this.#subscriber);
     await this.#tick();
@@ -141,7 +151,7 @@ export class Discovery {
     for (let i = 0; i < candidates.length; i++) {
       const [id, proxy] = candidates[(start + i) % candidates.length];
       try {
-        return await call(CASTS[kind](proxy.ice_invocationTimeout(CALL_TIMEOUT)) as ServiceKinds[K]);
+        return await call(CASTS[kind](proxy.ice_invocationTimeout(this.callTimeout)) as ServiceKinds[K]);
       } catch (error) {
         if (!isUnreachable(error)) throw error;
         this.#logger.warn(`${kind} service ${id} failed (${describeError(error)}); trying another`);
@@ -157,7 +167,7 @@ export class Discovery {
     const known = this.#services[kind].get(id);
     if (known && known.equals(proxy)) return;
     try {
-      if (!(await proxy.ice_invocationTimeout(CALL_TIMEOUT).ice_isA(TYPE_IDS[kind]))) {
+      if (!(await proxy.ice_invocationTimeout(this.callTimeout).ice_isA(TYPE_IDS[kind]))) {
         this.#logger.warn(`ignoring ${kind} announcement ${id}: its proxy is not a ${TYPE_IDS[kind]}`);
         return;
       }
@@ -199,7 +209,7 @@ export class Discovery {
     const checks = (Object.keys(this.#services) as ServiceKind[]).flatMap((kind) =>
       [...this.#services[kind]].map(async ([id, proxy]) => {
         try {
-          await proxy.ice_invocationTimeout(CALL_TIMEOUT).ice_ping();
+          await proxy.ice_invocationTimeout(this.callTimeout).ice_ping();
         } catch (error) {
           if (isUnreachable(error)) this.forget(kind, id);
         }

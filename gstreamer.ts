@@ -135,8 +135,14 @@ export class RtpSender {
    * @param onEnd called once the process has ended by itself
    */
   constructor(args: string[], description: string, logger: Logger, onEnd: () => void = () => {}) {
-    this.#process = new Deno.Command("gst-launch-1.0", { args, stdin: "null", stdout: "null", stderr: "piped" })
-      .spawn();
+    // Through setpriv (util-linux): the kernel kills the sender when the service dies, even by SIGKILL, instead of
+    // leaving it streaming to the client until the end of the video with nobody able to stop it.
+    this.#process = new Deno.Command("setpriv", {
+      args: ["--pdeathsig", "KILL", "gst-launch-1.0", ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
     const stderr = new Response(this.#process.stderr).text();
     // Awaiting the status reaps the process: no zombie is left behind.
     this.#exited = Promise.all([this.#process.status, stderr]).then(([status, errors]) => {
@@ -151,7 +157,7 @@ export class RtpSender {
     });
   }
 
-  /** The process id of gst-launch-1.0. */
+  /** The process id of gst-launch-1.0 (setpriv executes it in its own process). */
   get pid(): number {
     return this.#process.pid;
   }
