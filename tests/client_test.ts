@@ -166,9 +166,10 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
 
     await t.step("terminal: the password is never shown, and Ctrl-C leaves cleanly", async () => {
       const command = [`${ROOT}run_client`, ...platform.clientArgs()].map((arg) => `'${arg}'`).join(" ");
-      // script(1) runs the client on a pseudo-terminal: what it prints is what a user would see.
+      // script(1) runs the client on a pseudo-terminal: what it prints is what a user would see. Its shell ($SHELL,
+      // else sh) execs the client, so Ctrl-C reaches the client alone, as when a user starts it from a shell.
       const child = new Deno.Command("script", {
-        args: ["-qec", command, "/dev/null"],
+        args: ["-qec", `exec ${command}`, "/dev/null"],
         cwd: ROOT,
         stdin: "piped",
         stdout: "piped",
