@@ -38,22 +38,28 @@ export async function readJsonFile(path: string): Promise<unknown> {
   }
 }
 
+/** How an atomic write creates the new file. */
+export interface WriteOptions {
+  /** Permission bits of the new file (before the umask); 0o644 unless given. */
+  mode?: number;
+}
+
 /**
  * Replaces the file at `path` with `value` as JSON, atomically: written to a
  * temporary file beside it, synced to disk, then renamed over `path`.
  */
-export async function writeJsonFileAtomic(path: string, value: unknown): Promise<void> {
-  await writeTextFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
+export async function writeJsonFileAtomic(path: string, value: unknown, options?: WriteOptions): Promise<void> {
+  await writeTextFileAtomic(path, JSON.stringify(value, null, 2) + "\n", options);
 }
 
 /**
  * Replaces the file at `path` with `text`, atomically: written to a
  * temporary file beside it, synced to disk, then renamed over `path`.
  */
-export async function writeTextFileAtomic(path: string, text: string): Promise<void> {
+export async function writeTextFileAtomic(path: string, text: string, options?: WriteOptions): Promise<void> {
   const temporary = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.tmp`);
   try {
-    await Deno.writeTextFile(temporary, text, { createNew: true, mode: 0o644 });
+    await Deno.writeTextFile(temporary, text, { createNew: true, mode: options?.mode ?? 0o644 });
     // The data must be on disk before the rename makes it the file.
     const file = await Deno.open(temporary, { read: true });
     try {

@@ -16,7 +16,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import { readJsonFile, writeJsonFileAtomic } from "./json_file.ts";
 import { loadProperties } from "./service.ts";
@@ -112,15 +112,13 @@ async function addUser(args: string[]): Promise<number> {
   }
   const usersFile = values["users-file"] ?? configuredUsersFile();
   // Read (and refuse a broken file) before asking for the password, so a mistake costs no typing.
-  const users = await readUsersFile(usersFile) ?? new Map<string, string>();
+  await readUsersFile(usersFile);
   const password = givenPassword ?? await askPassword(user);
   if (password === "") {
     console.error("the password must not be empty");
     return 1;
   }
-  const existed = users.has(user);
-  users.set(user, sha256Hex(password));
-  await writeJsonFileAtomic(usersFile, Object.fromEntries(users));
+  const existed = await setPassword(usersFile, user, sha256Hex(password));
   console.log(existed ? `user ${user}: password changed in ${usersFile}` : `user ${user} added to ${usersFile}`);
 
   const pidFile = values["pid-file"] ?? DEFAULT_PID_FILE;
@@ -131,6 +129,29 @@ async function addUser(args: string[]): Promise<number> {
       : `${signalled} running Authenticator(s) told to reload the users file (SIGUSR2)`,
   );
   return 0;
+}
+
+/**
+ * Sets the password hash of `user` in the users file at `path` (created if
+ * missing); returns whether the user was already there.
+ *
+ * The file holds password hashes, so it is readable by its owner only. Two
+ * add_user runs may update it at once: each reads, changes and replaces it
+ * while holding an exclusive lock on its folder (the file itself is replaced,
+ * so it cannot carry the lock), and neither change is lost.
+ */
+async function setPassword(path: string, user: string, hash: string): Promise<boolean> {
+  const folder = await Deno.open(dirname(path), { read: true });
+  try {
+    await folder.lock(true);
+    const users = await readUsersFile(path) ?? new Map<string, string>();
+    const existed = users.has(user);
+    users.set(user, hash);
+    await writeJsonFileAtomic(path, Object.fromEntries(users), { mode: 0o600 });
+    return existed;
+  } finally {
+    folder.close(); // closing releases the lock
+  }
 }
 
 /** `IceFlix.Auth.UsersFile` of config/auth.config (default `users.json`), relative to the checkout. */

@@ -11,6 +11,7 @@ import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import {
   Child,
+  delay,
   eventually,
   IceStormServer,
   ROOT,
@@ -296,6 +297,41 @@ Deno.test("add_user works while nothing runs; auth refuses a corrupt users file 
       assert.match(auth.stderr, error as RegExp);
       assert.equal(await Deno.readTextFile(usersFile), content, "left untouched");
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("add_user: runs at the same moment keep every change; the users file is private to its owner", async () => {
+  const dir = await scratchDir("test-auth-");
+  try {
+    const usersFile = await writeUsersFile(dir, { demo: "demo" });
+    await Deno.chmod(usersFile, 0o644);
+    const names = ["u1", "u2", "u3", "u4", "u5", "u6"];
+    // Each run reads the file before it reads its password from stdin; all have read it by the time the passwords
+    // are given, so without a lock every run would write back the file it read plus its own user, and all but one
+    // user would be lost.
+    const runs = names.map((name) =>
+      new Deno.Command(`${ROOT}add_user`, {
+        args: [`--users-file=${usersFile}`, `--pid-file=${dir}/none.pid`, name],
+        stdin: "piped",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn()
+    );
+    await delay(1000);
+    await Promise.all(runs.map(async (run, i) => {
+      const writer = run.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(`${names[i]}'s secret\n`));
+      await writer.close();
+    }));
+    for (const output of await Promise.all(runs.map((run) => run.output()))) {
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    }
+    const expected = Object.fromEntries([["demo", "demo"], ...names.map((name) => [name, `${name}'s secret`])]
+      .map(([name, password]) => [name, sha256Hex(password)]));
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), expected);
+    assert.equal((await Deno.stat(usersFile)).mode! & 0o777, 0o600, "only its owner may read the password hashes");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
