@@ -82,6 +82,8 @@ export class Discovery {
   };
   readonly #next: Record<ServiceKind, number> = { auth: 0, catalog: 0, media: 0 };
   readonly #listeners: ((kind: ServiceKind, id: string, proxy: Ice.ObjectPrx) => void)[] = [];
+  /** Announcements being checked, by service id. */
+  readonly #checking = new Map<string, Promise<void>>();
   #subscriber: Ice.ObjectPrx | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -161,9 +163,22 @@ export class Discovery {
     throw new IceFlix.TemporaryUnavailable();
   }
 
-  /** An announcement arrived: verify the proxy's type and remember it. */
-  async learn(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx | null): Promise<void> {
-    if (id === this.id || !proxy) return;
+  /**
+   * An announcement arrived: verify the proxy's type and remember it. Another
+   * announcement of the same service arriving during the check shares it, so
+   * a service is found once.
+   */
+  learn(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx | null): Promise<void> {
+    if (id === this.id || !proxy) return Promise.resolve();
+    let check = this.#checking.get(id);
+    if (!check) {
+      check = this.#check(kind, id, proxy).finally(() => this.#checking.delete(id));
+      this.#checking.set(id, check);
+    }
+    return check;
+  }
+
+  async #check(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx): Promise<void> {
     const known = this.#services[kind].get(id);
     if (known && known.equals(proxy)) return;
     try {
