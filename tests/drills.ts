@@ -24,6 +24,7 @@ import { createLogger, describeError } from "../service.ts";
 import { sha256File } from "../streaming.ts";
 import { sha256Hex } from "../users.ts";
 import {
+  AnnouncementCounter,
   Child,
   delay,
   eventually,
@@ -850,15 +851,19 @@ export async function icestormDrill(platform: DrillPlatform): Promise<DrillRepor
       report.figure(`IceStorm restarted ${label} (${since(restarted)} ms down)`);
 
       // Announcements: a subscriber that arrives now hears every service.
-      const heard = new Set<string>();
-      await events.subscribe(TOPICS.serviceAvailability, platform.adapter.addWithUUID(new AnnouncementListener(heard)));
+      const counter = new AnnouncementCounter();
+      await events.subscribe(TOPICS.serviceAvailability, platform.adapter.addWithUUID(counter));
       const announcers = platform.instances.filter((instance) => instance.id);
       const announced = await eventually(
         "every service announces itself again",
-        () => announcers.every((instance) => heard.has(instance.id!)),
+        () => announcers.every((instance) => counter.heard.has(instance.id!)),
         20,
       ).then(() => true, () => false);
-      report.check(`every service announces itself again (IceStorm ${label})`, announced, `heard ${heard.size}`);
+      report.check(
+        `every service announces itself again (IceStorm ${label})`,
+        announced,
+        `heard ${counter.heard.size}`,
+      );
       report.figure(`  every service heard again ${since(back)} ms after IceStorm was back`);
 
       // Discovery: Main, subscribed again by itself, finds a newcomer.
@@ -926,25 +931,6 @@ export async function icestormDrill(platform: DrillPlatform): Promise<DrillRepor
   report.check("no service was restarted", running);
   await report.checkLoad(platform, load);
   return report;
-}
-
-/** Records the ids of the services announced on `ServiceAvailability`. */
-class AnnouncementListener extends IceFlix.ServiceAvailability {
-  constructor(readonly heard: Set<string>) {
-    super();
-  }
-
-  catalogService(_service: IceFlix.MediaCatalogPrx | null, id: string): void {
-    this.heard.add(id);
-  }
-
-  authenticationService(_service: IceFlix.AuthenticatorPrx | null, id: string): void {
-    this.heard.add(id);
-  }
-
-  mediaService(_service: IceFlix.StreamProviderPrx | null, id: string): void {
-    this.heard.add(id);
-  }
 }
 
 /** Records the tokens revoked on `AuthenticationStatus`. */

@@ -8,9 +8,16 @@ import { Ice } from "ice";
 import { IceFlix } from "../slice/iceflix.js";
 import { createObjectAdapter, openIncomingConnections } from "../acceptor.ts";
 import { Discovery } from "../discovery.ts";
-import { EventChannel } from "../events.ts";
+import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, initializeCommunicator, loadProperties } from "../service.ts";
-import { eventually, IceStormServer, runPython, startService, testCommunicator } from "./harness.ts";
+import {
+  AnnouncementCounter,
+  eventually,
+  IceStormServer,
+  runPython,
+  startService,
+  testCommunicator,
+} from "./harness.ts";
 
 const TOY_ENDPOINTS = "--ToyAdapter.Endpoints=tcp -h 127.0.0.1";
 
@@ -105,7 +112,7 @@ Deno.test("interop: an event published from Python reaches a TS IceStorm subscri
   }
 });
 
-Deno.test("discovery: services find each other once; a SIGKILLed one is pruned by the periodic pings", async () => {
+Deno.test("discovery: services find each other once; a SIGKILLed one is pruned within 2 announce intervals", async () => {
   const icestorm = await IceStormServer.start();
   const interval = "--IceFlix.Discovery.AnnounceInterval=1";
   const { communicator, adapter } = await testCommunicator([icestorm.option, interval]);
@@ -132,12 +139,20 @@ Deno.test("discovery: services find each other once; a SIGKILLed one is pruned b
     assert.deepEqual(found, ["twin"]);
     observer.forget("auth", "twin");
 
-    // Nobody calls the killed toy: the periodic pings alone prune it.
+    // Nobody calls the killed toy: the periodic pings alone prune it, within 2 announce intervals. The intervals are
+    // counted as the survivor's own announcements (it announces and pings once a tick), not in milliseconds, so a
+    // slow machine slows the count too.
+    const announcements = new AnnouncementCounter();
+    await observer.events.subscribe(TOPICS.serviceAvailability, adapter.addWithUUID(announcements));
+    await eventually("the survivor's announcements are heard", () => announcements.heard.has(firstId));
     await second.child.stop("SIGKILL");
+    const killedAt = announcements.heard.get(firstId)!;
     await eventually(
       "the killed toy is pruned everywhere",
       () => !observer.services("auth").has(secondId) && first.child.stderr.includes(`auth service ${secondId} gone`),
     );
+    const ticks = announcements.heard.get(firstId)! - killedAt;
+    assert.ok(ticks <= 2, `the survivor pruned the killed toy after ${ticks} announce intervals`);
     assert.ok(observer.services("auth").has(firstId));
 
     // callAny moves past a dead candidate that is still listed, whatever the round-robin position.

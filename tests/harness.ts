@@ -6,6 +6,8 @@
  */
 import { Ice } from "ice";
 import net from "node:net";
+// @ts-types="../slice/iceflix.d.ts"
+import { IceFlix } from "../slice/iceflix.js";
 import { createObjectAdapter } from "../acceptor.ts";
 import { initializeCommunicator } from "../service.ts";
 import { sha256Hex } from "../users.ts";
@@ -214,6 +216,28 @@ export async function testCommunicator(properties: string[] = []): Promise<
   const adapter = await createObjectAdapter(communicator, "TestAdapter");
   await adapter.activate();
   return { communicator, adapter };
+}
+
+/** Counts, per service id, the announcements heard on `ServiceAvailability` (subscribe it to the topic). */
+export class AnnouncementCounter extends IceFlix.ServiceAvailability {
+  /** Service id -> announcements heard. */
+  readonly heard = new Map<string, number>();
+
+  catalogService(_service: IceFlix.MediaCatalogPrx | null, id: string): void {
+    this.#count(id);
+  }
+
+  authenticationService(_service: IceFlix.AuthenticatorPrx | null, id: string): void {
+    this.#count(id);
+  }
+
+  mediaService(_service: IceFlix.StreamProviderPrx | null, id: string): void {
+    this.#count(id);
+  }
+
+  #count(id: string): void {
+    this.heard.set(id, (this.heard.get(id) ?? 0) + 1);
+  }
 }
 
 /**
