@@ -222,15 +222,7 @@ await runService({
     const discovery = new Discovery(adapter, logger, { kind: "catalog", proxy: adapter.createProxy(identity) });
 
     // Before this catalog answers anything, it takes every change the other replicas have.
-    const replication = new CatalogReplication(
-      database,
-      adapter,
-      adapter.createProxy(identity),
-      discovery.events,
-      logger,
-      discovery.announceInterval,
-      discovery.callTimeout,
-    );
+    const replication = new CatalogReplication(database, adapter, adapter.createProxy(identity), discovery, logger);
     await replication.start();
     onShutdown(() => replication.stop());
 

@@ -43,8 +43,7 @@ import { Ice } from "ice";
 // @ts-types="./slice/catalog_replication.d.ts"
 import { IceFlixCatalogReplication as Replication } from "./slice/catalog_replication.js";
 import type { CatalogDatabase, Version, VersionedTitle } from "./catalog_database.ts";
-import { isUnreachable } from "./discovery.ts";
-import type { EventChannel } from "./events.ts";
+import { type Discovery, isUnreachable } from "./discovery.ts";
 import { describeError, type Logger } from "./service.ts";
 
 /** The topic whose subscribers are the catalog replicas. */
@@ -71,10 +70,9 @@ interface Peer {
 export class CatalogReplication {
   readonly #database: CatalogDatabase;
   readonly #adapter: Ice.ObjectAdapter;
-  readonly #events: EventChannel;
+  /** Its IceStorm link, its announce interval (between two pulls from every peer) and its call timeout. */
+  readonly #discovery: Discovery;
   readonly #logger: Logger;
-  readonly #interval: number;
-  readonly #callTimeout: number;
   /** This replica's identity on the topic, and its name there (its MediaCatalog proxy). */
   readonly #identity: Ice.Identity;
   /** Peer name (its MediaCatalog proxy) -> what is known of it. */
@@ -88,24 +86,19 @@ export class CatalogReplication {
 
   /**
    * @param catalog this catalog's MediaCatalog proxy: it names the replica on the topic
-   * @param interval seconds between two pulls from every peer (the announce interval)
-   * @param callTimeout how long a call to a peer may take before the peer counts as gone (ms, discovery's)
+   * @param discovery this catalog's discovery
    */
   constructor(
     database: CatalogDatabase,
     adapter: Ice.ObjectAdapter,
     catalog: Ice.ObjectPrx,
-    events: EventChannel,
+    discovery: Discovery,
     logger: Logger,
-    interval: number,
-    callTimeout: number,
   ) {
     this.#database = database;
     this.#adapter = adapter;
-    this.#events = events;
+    this.#discovery = discovery;
     this.#logger = logger;
-    this.#interval = interval;
-    this.#callTimeout = callTimeout;
     this.#identity = new Ice.Identity(adapter.getCommunicator().proxyToString(catalog), REPLICA_CATEGORY);
   }
 
@@ -127,14 +120,14 @@ export class CatalogReplication {
     // waits for one that is itself catching up (two catalogs started together find each other at their first tick).
     await this.#listPeers();
     await this.#pullFromAll();
-    await this.#events.subscribe(REPLICAS_TOPIC, self);
+    await this.#discovery.events.subscribe(REPLICAS_TOPIC, self);
     // The peers count this replica from now on: their next edits are spread to it too. What they changed since the
     // first pull comes with a second one, short.
     await this.#forEachPeer((peer) => peer.join(this.name));
     await this.#pullFromAll();
     const merged = this.#database.lastChange - before;
     this.#logger.info(`caught up with ${this.#peers.size} other replica(s): ${merged} change(s) merged`);
-    this.#timer = setTimeout(() => this.#tick(), this.#interval * 1000);
+    this.#timer = setTimeout(() => this.#tick(), this.#discovery.announceInterval * 1000);
   }
 
   /** Stops pulling (the subscription ends with the event channel). */
@@ -156,7 +149,7 @@ export class CatalogReplication {
     await Promise.all(
       [...this.#peers].map(async ([name, peer]) => {
         try {
-          await call(peer.proxy.ice_invocationTimeout(this.#callTimeout));
+          await call(peer.proxy.ice_invocationTimeout(this.#discovery.callTimeout));
         } catch (error) {
           await this.#failed(name, error);
         }
@@ -190,7 +183,7 @@ export class CatalogReplication {
   async #tick(): Promise<void> {
     await this.#listPeers();
     await this.#pullFromAll();
-    if (!this.#stopped) this.#timer = setTimeout(() => this.#tick(), this.#interval * 1000);
+    if (!this.#stopped) this.#timer = setTimeout(() => this.#tick(), this.#discovery.announceInterval * 1000);
   }
 
   /**
@@ -202,7 +195,7 @@ export class CatalogReplication {
     let subscribers: Ice.Identity[];
     try {
       // IceStorm gives a topic's subscribers by identity only: hence replicas named by their proxy.
-      subscribers = await (await this.#events.topic(REPLICAS_TOPIC)).getSubscribers();
+      subscribers = await (await this.#discovery.events.topic(REPLICAS_TOPIC)).getSubscribers();
     } catch (error) {
       this.#logger.debug(`cannot list the replicas on ${REPLICAS_TOPIC}: ${describeError(error)}`);
       return;
@@ -266,7 +259,7 @@ export class CatalogReplication {
     if (!peer) return 0;
     let merged = 0;
     for (let complete = false; !complete;) {
-      const changes = await peer.proxy.ice_invocationTimeout(this.#callTimeout)
+      const changes = await peer.proxy.ice_invocationTimeout(this.#discovery.callTimeout)
         .changesSince(peer.epoch, new Ice.Long(peer.last), PAGE_BYTES);
       const titles = changes.titles.flatMap((title) => {
         const versioned = fromSlice(title);
@@ -296,7 +289,7 @@ export class CatalogReplication {
     this.#logger.info(`replica ${name} gone (${describeError(error)})`);
     this.#peers.delete(name);
     try {
-      await (await this.#events.topic(REPLICAS_TOPIC)).unsubscribe(peer.proxy);
+      await (await this.#discovery.events.topic(REPLICAS_TOPIC)).unsubscribe(peer.proxy);
     } catch (error) {
       this.#logger.debug(`cannot unsubscribe replica ${name}: ${describeError(error)}`);
     }

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { sha256Hex } from "../users.ts";
-import { Child, freePort, IceStormServer, ROOT, startIceFlixService } from "./harness.ts";
+import { Child, freePort, IceStormServer, processExists, ROOT, startIceFlixService } from "./harness.ts";
 
 /** A platform of its own run by ./run_iceflix, with its data (users, catalog, logs, pids) in a scratch folder. */
 class Platform {
@@ -209,8 +209,7 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
     await t.step("run_iceflix stops everything it started on SIGTERM", async () => {
       assert.equal((await platform.child.stop("SIGTERM")).code, 0, platform.child.stderr);
       for (const pid of pids) {
-        const alive = await Deno.stat(`/proc/${pid}`).then(() => true, () => false);
-        assert.ok(!alive, `process ${pid} is still running`);
+        assert.ok(!processExists(pid), `process ${pid} is still running`);
       }
       const pidFiles = [...Deno.readDirSync(`${platform.dir}/pids`)].map((entry) => entry.name);
       assert.deepEqual(pidFiles, [], "pid files removed");

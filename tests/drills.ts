@@ -30,6 +30,7 @@ import {
   eventually,
   freePort,
   IceStormServer,
+  processExists,
   ROOT,
   RtpReceiver,
   scratchDir,
@@ -335,16 +336,6 @@ function discoveryId(log: string): string {
   const ids = [...log.matchAll(/announcing itself as \w+ service ([0-9a-f-]{36})/g)];
   if (ids.length === 0) throw new Error(`no discovery id in the log:\n${log}`);
   return ids[ids.length - 1][1];
-}
-
-/** Whether process `pid` exists. */
-function processExists(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** An operation that failed even after its one retry through Main: ends the client's session. */

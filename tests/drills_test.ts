@@ -8,32 +8,7 @@
  * retries, recovery times) are printed, never asserted.
  */
 import assert from "node:assert/strict";
-import { Discovery } from "../discovery.ts";
-import { createLogger } from "../service.ts";
 import { DRILLS, runDrill } from "./drills.ts";
-import { testCommunicator } from "./harness.ts";
-
-Deno.test("discovery: the call timeout is property IceFlix.Discovery.CallTimeout (seconds), 3 s unless set", async () => {
-  for (const [property, expected] of [[[], 3000], [["--IceFlix.Discovery.CallTimeout=0.5"], 500]] as const) {
-    const { communicator, adapter } = await testCommunicator([...property]);
-    try {
-      assert.equal(new Discovery(adapter, createLogger("test", communicator.getProperties())).callTimeout, expected);
-    } finally {
-      await communicator.destroy();
-    }
-  }
-  for (const nonsense of ["0", "-1", "soon"]) {
-    const { communicator, adapter } = await testCommunicator([`--IceFlix.Discovery.CallTimeout=${nonsense}`]);
-    try {
-      assert.throws(
-        () => new Discovery(adapter, createLogger("test", communicator.getProperties())),
-        /IceFlix\.Discovery\.CallTimeout must be a positive number of seconds/,
-      );
-    } finally {
-      await communicator.destroy();
-    }
-  }
-});
 
 for (const name of Object.keys(DRILLS) as (keyof typeof DRILLS)[]) {
   Deno.test(`drill ${name}`, async () => {

@@ -175,6 +175,28 @@ Deno.test("discovery: services find each other once; a SIGKILLed one is pruned w
   }
 });
 
+Deno.test("discovery: the call timeout is property IceFlix.Discovery.CallTimeout (seconds), 3 s unless set", async () => {
+  for (const [property, expected] of [[[], 3000], [["--IceFlix.Discovery.CallTimeout=0.5"], 500]] as const) {
+    const { communicator, adapter } = await testCommunicator([...property]);
+    try {
+      assert.equal(new Discovery(adapter, createLogger("test", communicator.getProperties())).callTimeout, expected);
+    } finally {
+      await communicator.destroy();
+    }
+  }
+  for (const nonsense of ["0", "-1", "soon"]) {
+    const { communicator, adapter } = await testCommunicator([`--IceFlix.Discovery.CallTimeout=${nonsense}`]);
+    try {
+      assert.throws(
+        () => new Discovery(adapter, createLogger("test", communicator.getProperties())),
+        /IceFlix\.Discovery\.CallTimeout must be a positive number of seconds/,
+      );
+    } finally {
+      await communicator.destroy();
+    }
+  }
+});
+
 Deno.test("IceStorm restarted with its data wiped: services re-subscribe and announce again by themselves", async () => {
   const icestorm = await IceStormServer.start();
   const interval = "--IceFlix.Discovery.AnnounceInterval=1";

@@ -218,6 +218,16 @@ export async function testCommunicator(properties: string[] = []): Promise<
   return { communicator, adapter };
 }
 
+/** Whether process `pid` exists (a zombie, not reaped yet, counts as existing). */
+export function processExists(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Counts, per service id, the announcements heard on `ServiceAvailability` (subscribe it to the topic). */
 export class AnnouncementCounter extends IceFlix.ServiceAvailability {
   /** Service id -> announcements heard. */

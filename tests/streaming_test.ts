@@ -17,6 +17,7 @@ import {
   eventually,
   freePort,
   IceStormServer,
+  processExists,
   ROOT,
   RtpReceiver,
   runPython,
@@ -61,16 +62,6 @@ async function makeClip(path: string, frames: number): Promise<void> {
     ],
   }).output();
   assert.ok(output.success, new TextDecoder().decode(output.stderr));
-}
-
-/** Whether process `pid` exists (a zombie, not reaped yet, counts as existing). */
-function processExists(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Collects `newMedia` events. */
