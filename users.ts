@@ -19,6 +19,7 @@ import { createHash } from "node:crypto";
 import { dirname, isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import { readJsonFile, writeJsonFileAtomic } from "./json_file.ts";
+import { promptSecret } from "./prompt_secret.ts";
 import { loadProperties } from "./service.ts";
 
 /** What a user name may be, in words, for error messages and help. */
@@ -201,38 +202,10 @@ async function askPassword(user: string): Promise<string> {
     const text = await new Response(Deno.stdin.readable).text();
     return text.split("\n")[0].replace(/\r$/, "");
   }
-  const password = await readHidden(`Password for ${user}: `);
-  if ((await readHidden("Again: ")) !== password) throw new Error("the two passwords differ; nothing changed");
+  const password = await promptSecret(`Password for ${user}: `);
+  if (password === null) throw new Error("no password given; nothing changed");
+  if ((await promptSecret("Again: ")) !== password) throw new Error("the two passwords differ; nothing changed");
   return password;
-}
-
-/** Reads one line from the terminal without showing it. */
-async function readHidden(prompt: string): Promise<string> {
-  const encoder = new TextEncoder();
-  await Deno.stderr.write(encoder.encode(prompt));
-  // Raw mode: the terminal neither echoes nor edits the line, so Enter, Backspace and Ctrl-C are handled here.
-  Deno.stdin.setRaw(true);
-  const typed: number[] = [];
-  try {
-    const buffer = new Uint8Array(256);
-    for (let count; (count = await Deno.stdin.read(buffer)) !== null;) {
-      for (const byte of buffer.subarray(0, count)) {
-        if (byte === 0x0d || byte === 0x0a) return new TextDecoder().decode(new Uint8Array(typed));
-        if (byte === 0x03 || byte === 0x04) throw new Error("cancelled; nothing changed");
-        if (byte === 0x7f || byte === 0x08) {
-          // Backspace removes a whole UTF-8 character: its continuation bytes (10xxxxxx), then its first byte.
-          while (typed.length > 0 && (typed[typed.length - 1] & 0xc0) === 0x80) typed.pop();
-          typed.pop();
-        } else {
-          typed.push(byte);
-        }
-      }
-    }
-    throw new Error("no password given; nothing changed");
-  } finally {
-    Deno.stdin.setRaw(false);
-    await Deno.stderr.write(encoder.encode("\n"));
-  }
 }
 
 if (import.meta.main) {
