@@ -111,6 +111,10 @@ export function openIncomingConnections(): number {
  * - `deactivate()` / `destroy()` on the adapter, and so `communicator.destroy()`,
  *   first stop listening and close the incoming connections; dispatches in
  *   progress finish.
+ * - With `<name>.AdapterId` (and `<name>.ReplicaGroupId`) and a default
+ *   locator (`Ice.Default.Locator`, e.g. IceGrid's), activation registers the
+ *   endpoints with the locator registry and deactivation withdraws them (see
+ *   {@linkcode locatorRegistration}).
  *
  * The adapter is returned not yet activated, as by `createObjectAdapter`.
  */
@@ -213,6 +217,12 @@ export async function createObjectAdapter(
     });
   }
 
+  const registration = locatorRegistration(communicator, name, adapter);
+  if (registration !== undefined) {
+    const activate = adapter.activate.bind(adapter);
+    adapter.activate = () => registration.register().then(() => activate()) as unknown as Ice.AsyncResultBase<void>;
+  }
+
   // Deactivation closes the listeners and the incoming connections before
   // Ice's own deactivation. communicator.destroy() deactivates every adapter
   // and waits for it before it stops the timer these connections rely on.
@@ -220,6 +230,8 @@ export async function createObjectAdapter(
   let closing: Promise<void> | undefined;
   adapter.deactivate = () => {
     closing ??= (async () => {
+      // Withdrawn first, as C++ does, so the locator stops sending clients here while we close.
+      await registration?.withdraw();
       // node:net reports a server closed only once its sockets are gone too.
       const closed = listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
       await Promise.all([...adapterConnections].map((connection) => {
@@ -270,4 +282,85 @@ function publishedEndpoints(server: net.Server, endpoint: TcpEndpoint): TcpEndpo
     .map((address) => address!.address);
   const hosts = addresses.length > 0 ? addresses : ["127.0.0.1"];
   return hosts.map((host) => endpoint.createEndpoint(host, port, ""));
+}
+
+/** Bounds each call to the locator registry, so that an unreachable registry fails a start instead of hanging it. */
+const LOCATOR_REGISTRY_TIMEOUT_MS = 5000;
+
+/** An adapter's entry in the locator registry: made at activation, withdrawn at deactivation. */
+interface LocatorRegistration {
+  register(): Promise<void>;
+  withdraw(): Promise<void>;
+}
+
+/**
+ * What Ice for C++ does for an adapter with an id and Ice for JavaScript does
+ * not ("setLocator not supported"): when `<name>.AdapterId` is set and the
+ * communicator has a default locator, `register` tells the locator registry
+ * the adapter's endpoints (`setAdapterDirectProxy`, or
+ * `setReplicatedAdapterDirectProxy` with `<name>.ReplicaGroupId`), so that
+ * indirect proxies (`identity@adapter-id`, well-known objects, replica groups)
+ * reach it; `withdraw` clears them. Undefined when there is nothing to do.
+ *
+ * A refused registration (unknown adapter id, unknown replica group, id used
+ * by another live adapter) or an unreachable registry fails the activation
+ * with a message that says which; a failed withdrawal is only logged, since
+ * the process is going away anyway and IceGrid also forgets the endpoints of
+ * a server that ended.
+ */
+function locatorRegistration(
+  communicator: Ice.Communicator,
+  name: string,
+  adapter: Ice.ObjectAdapter,
+): LocatorRegistration | undefined {
+  const properties = communicator.getProperties();
+  const adapterId = properties.getProperty(`${name}.AdapterId`).trim();
+  const replicaGroupId = properties.getProperty(`${name}.ReplicaGroupId`).trim();
+  const locator = communicator.getDefaultLocator();
+  if (adapterId === "" || locator === null) return undefined;
+  const logger = communicator.getLogger();
+  const what = `adapter ${name} (id ${adapterId}${replicaGroupId ? `, replica group ${replicaGroupId}` : ""})`;
+
+  const update = async (proxy: Ice.ObjectPrx | null) => {
+    const registry = await locator.ice_invocationTimeout(LOCATOR_REGISTRY_TIMEOUT_MS).getRegistry();
+    if (registry === null) throw new Error(`the locator ${locator} has no registry`);
+    const timed = registry.ice_invocationTimeout(LOCATOR_REGISTRY_TIMEOUT_MS);
+    // The Slice allows a null proxy here (it clears the entry); the typings do not say so.
+    const endpoints = proxy as Ice.ObjectPrx;
+    if (replicaGroupId === "") await timed.setAdapterDirectProxy(adapterId, endpoints);
+    else await timed.setReplicatedAdapterDirectProxy(adapterId, replicaGroupId, endpoints);
+  };
+
+  let registered = false;
+  return {
+    async register() {
+      // Any identity will do: the registry keeps only the endpoints (C++ Ice registers "dummy" too).
+      const proxy = adapter.createProxy(Ice.stringToIdentity("dummy"));
+      try {
+        await update(proxy);
+      } catch (error) {
+        throw new Error(`cannot register ${what} with the locator registry: ${registryRefusal(error)}`);
+      }
+      registered = true;
+      if (properties.getPropertyAsInt("Ice.Trace.Locator") > 0) {
+        logger.trace("Locator", `registered ${what} at ${proxy.ice_getEndpoints().map(String).join(":")}`);
+      }
+    },
+    async withdraw() {
+      if (!registered) return;
+      try {
+        await update(null);
+      } catch (error) {
+        logger.warning(`cannot withdraw ${what} from the locator registry: ${registryRefusal(error)}`);
+      }
+    },
+  };
+}
+
+/** Says why the locator registry refused a registration, in words. */
+function registryRefusal(error: unknown): string {
+  if (error instanceof Ice.AdapterNotFoundException) return "the registry does not know this adapter id";
+  if (error instanceof Ice.InvalidReplicaGroupIdException) return "the registry does not know this replica group";
+  if (error instanceof Ice.AdapterAlreadyActiveException) return "another live adapter holds this id";
+  return error instanceof Ice.Exception ? error.ice_id() : String(error);
 }
