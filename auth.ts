@@ -34,7 +34,7 @@ function digest(text: string): Uint8Array {
 }
 
 /** Compared against when the user is unknown, so that an unknown user takes as long as a wrong password. */
-const NO_SUCH_USER = sha256Hex(crypto.randomUUID());
+const NO_SUCH_USER = await sha256Hex(crypto.randomUUID());
 
 /**
  * Whether `passwordHash` (hex, any case) is the one stored for `user`. The

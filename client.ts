@@ -458,7 +458,7 @@ class Client {
   async login(user: string, password: string): Promise<void> {
     this.require("logging in", { connection: true });
     // Only the SHA-256 of the password leaves the client (spec 3.1); the password itself is not kept.
-    const passwordHash = sha256Hex(password);
+    const passwordHash = await sha256Hex(password);
     let token: string;
     try {
       token = await this.#use("auth", (auth) => auth.refreshAuthorization(user, passwordHash));

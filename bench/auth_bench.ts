@@ -77,7 +77,7 @@ async function issueLiveTokens(authenticator: IceFlix.AuthenticatorPrx, password
 const icestorm = await IceStormServer.start();
 await Deno.mkdir(`${ROOT}data`, { recursive: true });
 const dir = await Deno.makeTempDir({ dir: `${ROOT}data`, prefix: "bench-auth-" });
-await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify({ bench: sha256Hex("bench") }));
+await Deno.writeTextFile(`${dir}/users.json`, JSON.stringify({ bench: await sha256Hex("bench") }));
 const { communicator, adapter } = await testCommunicator([icestorm.option]);
 const auth = await startIceFlixService("auth", [
   "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
@@ -96,7 +96,7 @@ try {
   await events.subscribe(TOPICS.authenticationStatus, adapter.addWithUUID(subscribers["twoway"]));
 
   const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
-  const passwordHash = sha256Hex("bench");
+  const passwordHash = await sha256Hex("bench");
   await throughput(authenticator, passwordHash);
   await issueLiveTokens(authenticator, passwordHash);
   for (const [name, { lateness }] of Object.entries(subscribers)) {

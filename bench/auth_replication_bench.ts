@@ -32,7 +32,7 @@ const LIVE_TOKENS = 50_000;
 const icestorm = await IceStormServer.start();
 const dir = await scratchDir("bench-replication-");
 const usersFile = await writeUsersFile(dir, { bench: "bench" });
-const passwordHash = sha256Hex("bench");
+const passwordHash = await sha256Hex("bench");
 const { communicator } = await testCommunicator();
 const children: Child[] = [];
 

@@ -24,7 +24,7 @@ class Platform {
     const dir = await Deno.makeTempDir({ dir: `${ROOT}data`, prefix: "client-test-" });
     await Deno.writeTextFile(
       `${dir}/users.json`,
-      JSON.stringify({ demo: sha256Hex("demo"), alice: sha256Hex("Open Sesame 42!") }),
+      JSON.stringify({ demo: await sha256Hex("demo"), alice: await sha256Hex("Open Sesame 42!") }),
     );
     const [icestormPort, mainPort] = [await freePort(), await freePort()];
     const child = new Child(`${ROOT}run_iceflix`, [

@@ -41,7 +41,7 @@ import {
 
 /** The drills' user. */
 const USER = "drill";
-const PASSWORD_HASH = sha256Hex("drill password");
+const PASSWORD_HASH = await sha256Hex("drill password");
 
 /** The platform's `IceFlix.Discovery.AnnounceInterval` and `IceFlix.Discovery.CallTimeout` (seconds). */
 const ANNOUNCE_INTERVAL = 1;
@@ -61,7 +61,9 @@ const SAMPLE = "test_pattern.mp4";
 const SOME_FRAMES = 15;
 
 /** Titles in the catalog database from the start, without a provider: the ones the clients edit. */
-const TITLES = Array.from({ length: 6 }, (_, i) => ({ id: sha256Hex(`drill title ${i}`), name: `drill title ${i}` }));
+const TITLES = await Promise.all(
+  Array.from({ length: 6 }, async (_, i) => ({ id: await sha256Hex(`drill title ${i}`), name: `drill title ${i}` })),
+);
 
 /** The simulated clients of a load: each edits a title of its own. */
 const CLIENTS = 3;

@@ -326,7 +326,11 @@ export async function scratchDir(prefix = "test-"): Promise<string> {
 /** Writes `dir`/users.json with these user -> password pairs, as ./add_user stores them; returns its path. */
 export async function writeUsersFile(dir: string, passwords: Record<string, string>): Promise<string> {
   const path = `${dir}/users.json`;
-  const users = Object.fromEntries(Object.entries(passwords).map(([user, password]) => [user, sha256Hex(password)]));
+  const users = Object.fromEntries(
+    await Promise.all(
+      Object.entries(passwords).map(async ([user, password]) => [user, await sha256Hex(password)]),
+    ),
+  );
   await Deno.writeTextFile(path, JSON.stringify(users));
   return path;
 }

@@ -110,7 +110,10 @@ Deno.test("main: hands out live auth and catalog services, round-robin; none or 
     const authenticator = await mainPrx.getAuthenticator();
     assert.equal(communicator.proxyToString(authenticator), auth.proxy);
     assert.ok(await authenticator.ice_isA(IceFlix.Authenticator.ice_staticId()));
-    assert.match(await authenticator.refreshAuthorization("alice", sha256Hex("alice's secret")), /^[0-9a-f]{32}$/);
+    assert.match(
+      await authenticator.refreshAuthorization("alice", await sha256Hex("alice's secret")),
+      /^[0-9a-f]{32}$/,
+    );
     const catalogGiven = await mainPrx.getCatalogService();
     assert.ok(catalogGiven.equals(catalogPrx));
     assert.ok(await catalogGiven.ice_isA(IceFlix.MediaCatalog.ice_staticId()));
@@ -160,15 +163,15 @@ Deno.test("auth: credentials, several tokens per user, expiry, a revoke event pe
   try {
     const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
     const tokens = [
-      await authenticator.refreshAuthorization("alice", sha256Hex("alice's secret")),
-      await authenticator.refreshAuthorization("alice", sha256Hex("alice's secret")),
+      await authenticator.refreshAuthorization("alice", await sha256Hex("alice's secret")),
+      await authenticator.refreshAuthorization("alice", await sha256Hex("alice's secret")),
       // Hexadecimal is hexadecimal, whatever its case.
-      await authenticator.refreshAuthorization("bob", sha256Hex("bob's secret").toUpperCase()),
+      await authenticator.refreshAuthorization("bob", (await sha256Hex("bob's secret")).toUpperCase()),
     ];
     assert.equal(new Set(tokens).size, 3, "every token is new");
     for (const token of tokens) assert.match(token, /^[0-9a-f]{32}$/, "128 random bits");
     for (const [user, password] of [["alice", "bob's secret"], ["carol", "anything"], ["", ""], ["alice", "x"]]) {
-      await assert.rejects(authenticator.refreshAuthorization(user, sha256Hex(password)), IceFlix.Unauthorized);
+      await assert.rejects(authenticator.refreshAuthorization(user, await sha256Hex(password)), IceFlix.Unauthorized);
     }
     await assert.rejects(authenticator.refreshAuthorization("alice", "not a hash"), IceFlix.Unauthorized);
 
@@ -181,7 +184,9 @@ Deno.test("auth: credentials, several tokens per user, expiry, a revoke event pe
     for (const token of tokens) assert.equal(await authenticator.isAuthorized(token), false);
     // A token is valid again for nobody; the user just asks for a new one.
     assert.equal(
-      await authenticator.isAuthorized(await authenticator.refreshAuthorization("bob", sha256Hex("bob's secret"))),
+      await authenticator.isAuthorized(
+        await authenticator.refreshAuthorization("bob", await sha256Hex("bob's secret")),
+      ),
       true,
     );
 
@@ -207,7 +212,8 @@ Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid f
   try {
     assert.match(auth.child.stderr, /users file .*users\.json not found: nobody can log in/);
     const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
-    const logIn = (user: string, password: string) => authenticator.refreshAuthorization(user, sha256Hex(password));
+    const logIn = async (user: string, password: string) =>
+      authenticator.refreshAuthorization(user, await sha256Hex(password));
     await assert.rejects(logIn("carol", "carol's secret"), IceFlix.Unauthorized);
 
     await Deno.writeTextFile(pidFile, `${auth.child.process.pid}\n${bystander.pid}\n`);
@@ -222,7 +228,7 @@ Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid f
     assert.match(run.stdout, /user carol: password changed/);
     await eventually("the new password works", () => succeeds(logIn("carol", "new secret")));
     await assert.rejects(logIn("carol", "carol's secret"), IceFlix.Unauthorized);
-    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { carol: sha256Hex("new secret") });
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { carol: await sha256Hex("new secret") });
 
     // Refused: a bad user name, an empty password, a corrupt users file; the file stays as it was, byte for byte.
     const before = await Deno.readFile(usersFile);
@@ -270,7 +276,7 @@ Deno.test("add_user works while nothing runs; auth refuses a corrupt users file 
     const run = await addUser([`--users-file=${usersFile}`, `--pid-file=${dir}/none.pid`, "erin", "erin's secret"]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /no running Authenticator listed in .*none\.pid/);
-    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { erin: sha256Hex("erin's secret") });
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { erin: await sha256Hex("erin's secret") });
 
     for (
       const [content, error] of [["{ not json", /is not valid JSON/], ['{"erin": "short"}', /user erin: the password/]]
@@ -314,8 +320,10 @@ Deno.test("add_user: runs at the same moment keep every change; the users file i
     for (const output of await Promise.all(runs.map((run) => run.output()))) {
       assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
     }
-    const expected = Object.fromEntries([["demo", "demo"], ...names.map((name) => [name, `${name}'s secret`])]
-      .map(([name, password]) => [name, sha256Hex(password)]));
+    const expected = Object.fromEntries(
+      await Promise.all([["demo", "demo"], ...names.map((name) => [name, `${name}'s secret`])]
+        .map(async ([name, password]) => [name, await sha256Hex(password)])),
+    );
     assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), expected);
     assert.equal((await Deno.stat(usersFile)).mode! & 0o777, 0o600, "only its owner may read the password hashes");
   } finally {

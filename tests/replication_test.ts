@@ -114,7 +114,9 @@ class Platform {
   /** `count` new tokens for alice from `replica`. */
   async logIn(replica: Replica, count = 1): Promise<string[]> {
     const tokens = [];
-    for (let i = 0; i < count; i++) tokens.push(await replica.proxy.refreshAuthorization("alice", sha256Hex(PASSWORD)));
+    for (let i = 0; i < count; i++) {
+      tokens.push(await replica.proxy.refreshAuthorization("alice", await sha256Hex(PASSWORD)));
+    }
     return tokens;
   }
 

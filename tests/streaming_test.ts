@@ -359,7 +359,7 @@ Deno.test("revocation: requestAuthentication on the sync topic; a refresh in tim
     auth = started.child;
     await eventually("the streaming service knows the Authenticator", () => /auth service \S+ found/.test(stack.log));
     const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(stack.communicator.stringToProxy(started.proxy));
-    const logIn = () => authenticator.refreshAuthorization("alice", sha256Hex("secret"));
+    const logIn = async () => authenticator.refreshAuthorization("alice", await sha256Hex("secret"));
     // Another client's token, revoked just before this stream's: only the second concerns the stream.
     await logIn();
     const token = await logIn();
