@@ -24,6 +24,7 @@ import { TOPICS } from "./events.ts";
 import { probeVideo, type VideoFormat } from "./gstreamer.ts";
 import { requireValidToken, type StreamContext, StreamController, type StreamMedia } from "./controller.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
+import { serveHttpStreaming } from "./http_streaming.ts";
 
 /** The file extensions looked at as videos (lowercase); other files are skipped. */
 export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -341,6 +342,10 @@ if (import.meta.main) {
       };
       const provider = new StreamProvider(library, { adapter, discovery, logger, gracePeriod }, maxStreams, announce);
       const proxy = adapter.add(provider, identity);
+      // Browsers: the same streams, the video over HTTP (http_streaming.ts, facet HttpStreaming).
+      const media = (id: string) => library.get(id);
+      const getStream = (id: string, token: string) => provider.getStream(id, token);
+      onShutdown(await serveHttpStreaming({ adapter, identity, properties, logger, media, getStream }));
 
       // ./reload_media sends SIGUSR2 (not SIGUSR1, on which Deno opens its debugger): rescan, announce what is new.
       // The listener comes first, as the signal's default action would end the process; rescans wait for the

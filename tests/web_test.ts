@@ -1,0 +1,227 @@
+/**
+ * The web client (issue 12): the streaming service's HTTP server and its
+ * `HttpStreaming` facet, with real IceStorm, a real Authenticator and real
+ * HTTP requests.
+ */
+import assert from "node:assert/strict";
+import { Ice } from "ice";
+// @ts-types="../slice/iceflix.d.ts"
+import { IceFlix } from "../slice/iceflix.js";
+// @ts-types="../slice/web.d.ts"
+import { IceFlixWeb } from "../slice/web.js";
+import { EventChannel } from "../events.ts";
+import { HTTP_STREAMING_FACET } from "../http_streaming.ts";
+import { sha256File } from "../streaming.ts";
+import { createLogger } from "../service.ts";
+import { sha256Hex } from "../users.ts";
+import {
+  Child,
+  eventually,
+  IceStormServer,
+  ROOT,
+  scratchDir,
+  startIceFlixService,
+  testCommunicator,
+  writeUsersFile,
+} from "./harness.ts";
+
+const MP4 = `${ROOT}media/test_pattern.mp4`;
+const WEBM = `${ROOT}media/bouncing_ball.webm`;
+
+/** Renews its stream's token whenever the controller asks, as a client does. */
+class Renewer extends IceFlix.StreamerSync {
+  requests = 0;
+  readonly #renew: () => Promise<void>;
+
+  constructor(renew: () => Promise<void>) {
+    super();
+    this.#renew = renew;
+  }
+
+  async requestAuthentication(): Promise<void> {
+    this.requests++;
+    await this.#renew();
+  }
+}
+
+/** IceStorm, an Authenticator (user alice / secret) and a streaming service on media/, and a client communicator. */
+class Platform {
+  readonly children: Child[] = [];
+  icestorm!: IceStormServer;
+  communicator!: Ice.Communicator;
+  adapter!: Ice.ObjectAdapter;
+  events!: EventChannel;
+  authenticator!: IceFlix.AuthenticatorPrx;
+  http!: IceFlixWeb.HttpStreamingPrx;
+  streamingLog!: () => string;
+  dir!: string;
+
+  static async start(tokenLifetime: number, gracePeriod: number): Promise<Platform> {
+    const platform = new Platform();
+    platform.dir = await scratchDir("test-web-");
+    platform.icestorm = await IceStormServer.start();
+    const option = platform.icestorm.option;
+    ({ communicator: platform.communicator, adapter: platform.adapter } = await testCommunicator([option]));
+    platform.events = new EventChannel(
+      platform.communicator,
+      createLogger("test", platform.communicator.getProperties()),
+    );
+    const interval = "--IceFlix.Discovery.AnnounceInterval=1";
+    const auth = await startIceFlixService("auth", [
+      "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
+      option,
+      interval,
+      `--IceFlix.Auth.UsersFile=${await writeUsersFile(platform.dir, { alice: "secret" })}`,
+      `--IceFlix.Auth.TokenLifetime=${tokenLifetime}`,
+    ]);
+    platform.children.push(auth.child);
+    const streaming = await startIceFlixService("streaming", [
+      option,
+      interval,
+      `--IceFlix.Controller.GracePeriod=${gracePeriod}`,
+      "--IceFlix.LogLevel=debug",
+    ]);
+    platform.children.push(streaming.child);
+    platform.streamingLog = () => streaming.child.stderr;
+    await eventually(
+      "the streaming service knows the Authenticator",
+      () => /auth service \S+ found/.test(platform.streamingLog()),
+    );
+    platform.authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(platform.communicator.stringToProxy(auth.proxy));
+    platform.http = IceFlixWeb.HttpStreamingPrx.uncheckedCast(
+      platform.communicator.stringToProxy(streaming.proxy),
+      HTTP_STREAMING_FACET,
+    );
+    return platform;
+  }
+
+  async logIn(): Promise<string> {
+    return await this.authenticator.refreshAuthorization("alice", await sha256Hex("secret"));
+  }
+
+  async stop(): Promise<void> {
+    for (const child of this.children.reverse()) await child.stop();
+    await this.events.close();
+    await this.communicator.destroy();
+    await this.icestorm.stop();
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** A GET (or another method) of `url` with these headers: status, body text or bytes, headers. */
+async function get(url: string, headers: Record<string, string> = {}, method = "GET") {
+  const response = await fetch(url, { method, headers });
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return { status: response.status, bytes, text: new TextDecoder().decode(bytes), headers: response.headers };
+}
+
+Deno.test("http: the whole file and ranges of it, with the types a browser asks canPlayType about", async () => {
+  const platform = await Platform.start(30, 10);
+  try {
+    const token = await platform.logIn();
+    const mp4 = await Deno.readFile(MP4);
+    const stream = (await platform.http.getHttpStream(await sha256File(MP4), token))!;
+    assert.equal(stream.mimeType, 'video/mp4; codecs="avc1.4d401e"');
+    assert.match(stream.url, /^http:\/\/127\.0\.0\.1:\d+\/media\/[0-9a-f]{64}\?ticket=[0-9a-f]{32}$/);
+    assert.ok(!stream.url.includes(token), "the URL does not carry the token");
+
+    const whole = await get(stream.url);
+    assert.equal(whole.status, 200);
+    assert.equal(whole.headers.get("content-type"), "video/mp4");
+    assert.equal(whole.headers.get("accept-ranges"), "bytes");
+    assert.deepEqual(whole.bytes, mp4);
+
+    const middle = await get(stream.url, { Range: "bytes=100-199" });
+    assert.equal(middle.status, 206);
+    assert.equal(middle.headers.get("content-range"), `bytes 100-199/${mp4.length}`);
+    assert.deepEqual(middle.bytes, mp4.subarray(100, 200));
+    const rest = await get(stream.url, { Range: `bytes=${mp4.length - 5}-` });
+    assert.deepEqual(rest.bytes, mp4.subarray(mp4.length - 5));
+    const suffix = await get(stream.url, { Range: "bytes=-7" });
+    assert.equal(suffix.headers.get("content-range"), `bytes ${mp4.length - 7}-${mp4.length - 1}/${mp4.length}`);
+    assert.deepEqual(suffix.bytes, mp4.subarray(mp4.length - 7));
+    const head = await get(stream.url, {}, "HEAD");
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("content-length"), String(mp4.length));
+
+    const webm = (await platform.http.getHttpStream(await sha256File(WEBM), token))!;
+    assert.equal(webm.mimeType, 'video/webm; codecs="vp8"');
+    assert.deepEqual((await get(webm.url)).bytes, await Deno.readFile(WEBM));
+
+    await stream.controller!.stop();
+    const stopped = await get(stream.url);
+    assert.equal(stopped.status, 403, "a stopped playback's URL is refused");
+    assert.match(stopped.text, /stopped/);
+    assert.equal((await get(webm.url, { Range: "bytes=0-0" })).status, 206, "the other playback goes on");
+  } finally {
+    await platform.stop();
+  }
+});
+
+Deno.test("http: bad tokens, unknown ids and bad requests get a clear refusal, and the service goes on", async () => {
+  const platform = await Platform.start(30, 10);
+  try {
+    const id = await sha256File(MP4);
+    await assert.rejects(platform.http.getHttpStream(id, "forged"), IceFlix.Unauthorized);
+    await assert.rejects(
+      platform.http.getHttpStream("f".repeat(64), await platform.logIn()),
+      (error: unknown) => error instanceof IceFlix.WrongMediaId && error.id === "f".repeat(64),
+    );
+    const { url } = (await platform.http.getHttpStream(id, await platform.logIn()))!;
+    const other = (await platform.http.getHttpStream(await sha256File(WEBM), await platform.logIn()))!;
+    const origin = new URL(url).origin;
+    const ticket = new URL(url).searchParams.get("ticket");
+    const refusals: [string, Record<string, string>, string, number, RegExp][] = [
+      [`${origin}/media/${"f".repeat(64)}?ticket=${ticket}`, {}, "GET", 404, /no title with id f{64}/],
+      [`${origin}/media/${id}`, {}, "GET", 401, /no ticket/],
+      [`${origin}/media/${id}?ticket=${"0".repeat(32)}`, {}, "GET", 403, /not valid/],
+      [`${origin}/media/${id}?ticket=${new URL(other.url).searchParams.get("ticket")}`, {}, "GET", 403, /not valid/],
+      [`${origin}/elsewhere`, {}, "GET", 404, /stream URLs are \/media\/<id>\?ticket=/],
+      [url, { Range: "bytes=abc" }, "GET", 400, /malformed Range header "bytes=abc"/],
+      [url, { Range: "bytes=20-10" }, "GET", 400, /the end is before the start/],
+      [url, { Range: "bytes=0-1,5-6" }, "GET", 416, /only one byte range/],
+      [url, { Range: "bytes=999999999-" }, "GET", 416, /past the end/],
+      [url, {}, "POST", 405, /GET or HEAD/],
+    ];
+    for (const [target, headers, method, status, message] of refusals) {
+      const response = await get(target, headers, method);
+      assert.equal(response.status, status, `${method} ${target} ${JSON.stringify(headers)}: ${response.text}`);
+      assert.match(response.text, message);
+    }
+    const size = (await Deno.stat(MP4)).size;
+    assert.equal((await get(url, { Range: "bytes=999999999-" })).headers.get("content-range"), `bytes */${size}`);
+    // A client that goes away in the middle of a transfer.
+    const abort = new AbortController();
+    const response = await fetch(url, { signal: abort.signal });
+    await response.body!.getReader().read();
+    abort.abort();
+    assert.equal((await get(url, { Range: "bytes=0-9" })).status, 206, "still serving");
+    assert.doesNotMatch(platform.streamingLog(), /ERROR/);
+  } finally {
+    await platform.stop();
+  }
+});
+
+Deno.test("http: after a revocation a new token within the grace period keeps the URL served; none ends it", async () => {
+  // Tokens live 3 s: both playbacks' tokens are revoked; one is renewed whenever its controller asks.
+  const platform = await Platform.start(3, 3);
+  try {
+    const id = await sha256File(WEBM);
+    const token = await platform.logIn();
+    const renewed = (await platform.http.getHttpStream(id, token))!;
+    const abandoned = (await platform.http.getHttpStream(id, token))!;
+    const renewer = new Renewer(async () => await renewed.controller!.refreshAuthentication(await platform.logIn()));
+    await platform.events.subscribe(
+      await renewed.controller!.getSyncTopic(),
+      platform.adapter.addWithUUID(renewer),
+    );
+
+    await eventually("the token is revoked and renewed", () => renewer.requests >= 1, 10);
+    assert.equal((await get(abandoned.url, { Range: "bytes=0-9" })).status, 206, "served during the grace period");
+    await eventually("the abandoned URL is refused", async () => (await get(abandoned.url)).status === 403, 15);
+    assert.equal((await get(renewed.url, { Range: "bytes=0-9" })).status, 206, "the renewed URL is still served");
+    assert.match(platform.streamingLog(), /closed \(no new token within 3 s of the revocation\)/);
+  } finally {
+    await platform.stop();
+  }
+});
