@@ -21,7 +21,6 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
@@ -29,8 +28,15 @@ import { readUsersFile, sha256Hex } from "./users.ts";
 import { readReplicationKey, ReplicatedTokens } from "./auth_replication.ts";
 
 /** The SHA-256 digest of `text`, to compare secrets of any length in constant time. */
-function digest(text: string): Uint8Array {
-  return createHash("sha256").update(text).digest();
+async function digest(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+/** Whether two digests are equal, looking at every byte whatever the first difference (Web Crypto has no such call). */
+function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < Math.min(a.length, b.length); i++) difference |= a[i] ^ b[i];
+  return difference === 0;
 }
 
 /** Compared against when the user is unknown, so that an unknown user takes as long as a wrong password. */
@@ -41,10 +47,14 @@ const NO_SUCH_USER = await sha256Hex(crypto.randomUUID());
  * comparison takes the same time wherever the two differ, and whether the
  * user exists or not: timing tells an attacker nothing.
  */
-function credentialsMatch(users: ReadonlyMap<string, string>, user: string, passwordHash: string): boolean {
+async function credentialsMatch(
+  users: ReadonlyMap<string, string>,
+  user: string,
+  passwordHash: string,
+): Promise<boolean> {
   const stored = users.get(user);
-  // Digests of both sides have equal lengths whatever the client sent, as timingSafeEqual requires.
-  const same = timingSafeEqual(digest(stored ?? NO_SUCH_USER), digest(passwordHash.toLowerCase()));
+  // Digests of both sides have equal lengths whatever the client sent.
+  const same = sameDigest(await digest(stored ?? NO_SUCH_USER), await digest(passwordHash.toLowerCase()));
   return same && stored !== undefined;
 }
 
@@ -63,7 +73,7 @@ class Authenticator extends IceFlix.Authenticator {
   }
 
   async refreshAuthorization(user: string, passwordHash: string): Promise<string> {
-    if (!credentialsMatch(this.users, user, passwordHash)) {
+    if (!await credentialsMatch(this.users, user, passwordHash)) {
       this.#logger.info(`refused the credentials of user ${JSON.stringify(user)}`);
       throw new IceFlix.Unauthorized();
     }
@@ -96,7 +106,8 @@ async function loadUsers(path: string, logger: Logger): Promise<ReadonlyMap<stri
 await runService({
   name: "auth",
   adapterName: "AuthAdapter",
-  async setup({ adapter, properties, logger, onShutdown }) {
+  async setup(context) {
+    const { adapter, properties, events, logger, onShutdown } = context;
     const usersFile = properties.getPropertyWithDefault("IceFlix.Auth.UsersFile", "users.json");
     const lifetime = secondsProperty(properties, "IceFlix.Auth.TokenLifetime", 30);
     // A corrupt file at start stops the service here: runService reports it and exits 1.
@@ -109,19 +120,18 @@ await runService({
     // The servant's identity is fixed, so its proxy is known before the servant is added.
     const identity = Ice.stringToIdentity("Authenticator");
     const self = adapter.createProxy(identity);
-    const discovery = new Discovery(adapter, logger, { kind: "auth", proxy: self });
+    const discovery = new Discovery(context, { kind: "auth", proxy: self });
     // The tokens, shared with the other Authenticators (auth_replication.ts): the replica that must publish a
     // token's expiry (one replica per token) does it here.
     const tokens = new ReplicatedTokens({
-      adapter,
+      context,
       authenticator: self,
       discovery,
-      logger,
       key,
       lifetime: lifetime * 1000,
       // The topic's publisher forwards each call to every subscriber; publish() never rejects and logs an outage.
       revoke: (expired) =>
-        discovery.events.publish(TOPICS.authenticationStatus, (publisher) => {
+        events.publish(TOPICS.authenticationStatus, (publisher) => {
           // Batched oneway calls: the revocations that fall due together reach IceStorm as one message, in order,
           // without a reply each. Thousands at once (a burst of logins 30 s ago) would pile up as twoway calls.
           const revocations = IceFlix.TokenRevocationPrx.uncheckedCast(publisher.ice_batchOneway());

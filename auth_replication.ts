@@ -29,22 +29,21 @@
  * @module
  */
 import { Ice } from "ice";
-import { Buffer } from "node:buffer";
-import { createCipheriv, createDecipheriv, createHash } from "node:crypto";
 // @ts-types="./slice/auth_replication.d.ts"
 import { IceFlixAuthReplication } from "./slice/auth_replication.js";
 import { type Discovery, isUnreachable } from "./discovery.ts";
-import { describeError, type Logger } from "./service.ts";
+import { ReplicaRegistry } from "./replica_registry.ts";
+import { describeError, type ServiceContext } from "./service.ts";
 import { type ExpiredToken, type Grant, TokenTable } from "./token_table.ts";
 
-/** The facet of each Authenticator object where its peers reach its replica servant. */
+/**
+ * The facet of each Authenticator object where its peers reach its replica servant, and the identity category of
+ * its entry in the registry (topic `AuthenticatorReplicas`).
+ */
 const REPLICA_FACET = "TokenReplica";
 
 /** The topic whose subscribers are the running replicas. Nothing is ever published there. */
 const REPLICAS_TOPIC = "AuthenticatorReplicas";
-
-/** The identity category of a registry entry: its name is the replica's Authenticator proxy. */
-const REGISTRY_CATEGORY = "TokenReplica";
 
 /** What replicas tell each other, always sealed. */
 type Message =
@@ -63,16 +62,15 @@ function batches<T>(items: T[], size = BATCH): T[][] {
   return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 
-/** AES-GCM's recommended nonce and its authentication tag, in bytes. */
+/** AES-GCM's recommended nonce, in bytes. */
 const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 
 /**
  * Reads the replication key file: any non-empty text (./setup writes 32
  * random bytes in hex), hashed into a 256-bit AES key. Every replica of an
  * installation must read the same file.
  */
-export async function readReplicationKey(path: string): Promise<Uint8Array> {
+export async function readReplicationKey(path: string): Promise<CryptoKey> {
   let text: string;
   try {
     text = (await Deno.readTextFile(path)).trim();
@@ -81,15 +79,22 @@ export async function readReplicationKey(path: string): Promise<Uint8Array> {
     throw new Error(`replication key file ${path} not found: ./setup makes one (all replicas need the same file)`);
   }
   if (text === "") throw new Error(`replication key file ${path} is empty`);
-  return createHash("sha256").update(text).digest();
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return crypto.subtle.importKey("raw", digest, "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
-/** `message` encrypted and authenticated under `key`: nonce, tag, ciphertext. */
-function seal(key: Uint8Array, message: Message): Uint8Array {
+/** `message` encrypted and authenticated under `key`: the nonce, then the ciphertext and its tag. */
+async function seal(key: CryptoKey, message: Message): Promise<Uint8Array> {
   const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-  const cipher = createCipheriv("aes-256-gcm", key, nonce);
-  const body = Buffer.concat([cipher.update(JSON.stringify(message), "utf8"), cipher.final()]);
-  return new Uint8Array(Buffer.concat([nonce, cipher.getAuthTag(), body]));
+  const body = await crypto.subtle.encrypt(
+    { name: "AES-GCM", iv: nonce },
+    key,
+    new TextEncoder().encode(JSON.stringify(message)),
+  );
+  const sealed = new Uint8Array(NONCE_BYTES + body.byteLength);
+  sealed.set(nonce);
+  sealed.set(new Uint8Array(body), NONCE_BYTES);
+  return sealed;
 }
 
 /**
@@ -97,12 +102,18 @@ function seal(key: Uint8Array, message: Message): Uint8Array {
  *
  * @throws IceFlixAuthReplication.Unreadable if it was not sealed with `key` (or altered since), or is another kind
  */
-function open<K extends Message["kind"]>(key: Uint8Array, sealed: Uint8Array, kind: K): Extract<Message, { kind: K }> {
+async function open<K extends Message["kind"]>(
+  key: CryptoKey,
+  sealed: Uint8Array,
+  kind: K,
+): Promise<Extract<Message, { kind: K }>> {
   try {
-    const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, NONCE_BYTES));
-    decipher.setAuthTag(sealed.subarray(NONCE_BYTES, NONCE_BYTES + TAG_BYTES));
-    const text = Buffer.concat([decipher.update(sealed.subarray(NONCE_BYTES + TAG_BYTES)), decipher.final()]);
-    const message = JSON.parse(text.toString("utf8"));
+    const text = await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: sealed.slice(0, NONCE_BYTES) },
+      key,
+      sealed.slice(NONCE_BYTES),
+    );
+    const message = JSON.parse(new TextDecoder().decode(text));
     if (message.kind === kind) return message;
   } catch {
     // Falls through: wrong key, altered bytes, or not ours at all.
@@ -118,14 +129,13 @@ function replicaOf(authenticator: Ice.ObjectPrx, timeout: number): IceFlixAuthRe
 
 /** How {@linkcode ReplicatedTokens} is built. */
 export interface ReplicationOptions {
-  adapter: Ice.ObjectAdapter;
+  context: ServiceContext;
   /** This replica's Authenticator object: the replica servant is added as its facet `TokenReplica`. */
   authenticator: Ice.ObjectPrx;
-  /** Its id is this replica's id; it finds the peers and holds the IceStorm link. */
+  /** Its id is this replica's id; it finds the peers. */
   discovery: Discovery;
-  logger: Logger;
   /** From {@linkcode readReplicationKey}. */
-  key: Uint8Array;
+  key: CryptoKey;
   /** How long a token issued here lives (ms). */
   lifetime: number;
   /** Publishes `revoke` for these expired tokens; across all the replicas, each token is given to one of them. */
@@ -135,6 +145,7 @@ export interface ReplicationOptions {
 /** The tokens of one Authenticator replica, kept in agreement with its peers. */
 export class ReplicatedTokens {
   readonly #options: ReplicationOptions;
+  readonly #registry: ReplicaRegistry;
   readonly #table: TokenTable;
   /** Live replicas as far as this one knows: discovery id -> replica servant. */
   readonly #peers = new Map<string, IceFlixAuthReplication.TokenReplicaPrx>();
@@ -146,6 +157,7 @@ export class ReplicatedTokens {
 
   constructor(options: ReplicationOptions) {
     this.#options = options;
+    this.#registry = new ReplicaRegistry(options.context, REPLICAS_TOPIC, REPLICA_FACET, options.authenticator);
     this.#table = new TokenTable((expired) => void this.#expire(expired));
   }
 
@@ -165,13 +177,13 @@ export class ReplicatedTokens {
    * {@linkcode isLive}). Call it before `discovery.start()`.
    */
   start(): void {
-    const { adapter, authenticator, discovery } = this.#options;
+    const { context: { adapter, callTimeout }, authenticator, discovery } = this.#options;
     const servant = new TokenReplicaServant(this.#options.key, this.id, {
       join: async (newcomer, from) => {
-        const peer = newcomer.ice_invocationTimeout(discovery.callTimeout);
+        const peer = newcomer.ice_invocationTimeout(callTimeout);
         // In the same turn as the snapshot: every token issued from now on reaches the newcomer too.
         this.#peers.set(from, peer);
-        for (const sealed of this.#sealGrants(this.#table.grants())) await peer.share(sealed);
+        for (const sealed of await this.#sealGrants(this.#table.grants())) await peer.share(sealed);
       },
       share: (grants) => grants.forEach((grant) => this.#table.add(grant)),
       revoked: (tokens) => tokens.forEach((token) => this.#table.remove(token)),
@@ -180,21 +192,18 @@ export class ReplicatedTokens {
     this.#self = IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(
       adapter.addFacet(servant, authenticator.ice_getIdentity(), REPLICA_FACET),
     );
-    // The registry entry: its identity carries what a new replica needs to reach this one.
-    const entry = adapter.add(
-      servant,
-      new Ice.Identity(adapter.getCommunicator().proxyToString(authenticator), REGISTRY_CATEGORY),
-    );
+    // The registry entry: the same servant, under an identity that carries what a new replica needs to reach it.
+    this.#registry.add(servant);
     discovery.onServiceAdded((kind, id, proxy) => {
-      if (kind === "auth") this.#met(id, replicaOf(proxy, discovery.callTimeout));
+      if (kind === "auth") this.#met(id, replicaOf(proxy, callTimeout));
     });
-    this.#caughtUp = this.#catchUp(entry);
+    this.#caughtUp = this.#catchUp();
   }
 
   /** A new token issued here, returned once every live peer has it. */
   async issue(): Promise<string> {
     const grant = this.#table.issue(this.id, this.#options.lifetime);
-    await this.#broadcast(this.#sealGrants([grant]));
+    await this.#broadcast(await this.#sealGrants([grant]));
     return grant.token;
   }
 
@@ -211,47 +220,39 @@ export class ReplicatedTokens {
   }
 
   /** Registers in the registry, then joins every replica listed there. */
-  async #catchUp(entry: Ice.ObjectPrx): Promise<void> {
-    const { discovery, logger, key } = this.#options;
-    await discovery.events.subscribe(REPLICAS_TOPIC, entry);
-    let registry: Ice.Identity[];
+  async #catchUp(): Promise<void> {
+    const { context: { logger }, key } = this.#options;
+    await this.#registry.subscribe();
+    let listed: Map<string, Ice.ObjectPrx>;
     try {
-      registry = await (await discovery.events.topic(REPLICAS_TOPIC)).getSubscribers();
+      listed = await this.#registry.list();
     } catch (error) {
       logger.warn(
         `cannot list the running replicas (${describeError(error)}); their tokens come when they find this one`,
       );
       return;
     }
-    const hello = seal(key, { kind: "join", from: this.id });
-    const others = registry.filter(({ category, name }) =>
-      category === REGISTRY_CATEGORY && name !== entry.ice_getIdentity().name
-    );
-    const joined = (await Promise.all(others.map((identity) => this.#join(identity, hello)))).filter(Boolean);
+    const hello = await seal(key, { kind: "join", from: this.id });
+    const joined = (await Promise.all([...listed].map(([name, entry]) => this.#join(name, entry, hello))))
+      .filter(Boolean);
     logger.info(`caught up: ${this.#table.size} live token(s) from ${joined.length} replica(s)`);
   }
 
-  /** Joins the replica of registry entry `identity` (it shares its tokens meanwhile); returns whether it did. */
-  async #join(identity: Ice.Identity, hello: Uint8Array): Promise<boolean> {
-    const { adapter, discovery, logger, key } = this.#options;
-    let peer: IceFlixAuthReplication.TokenReplicaPrx;
+  /** Joins the replica of registry entry `entry` (it shares its tokens meanwhile); returns whether it did. */
+  async #join(name: string, entry: Ice.ObjectPrx, hello: Uint8Array): Promise<boolean> {
+    const { context: { callTimeout, logger }, key } = this.#options;
+    const peer = IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(entry).ice_invocationTimeout(callTimeout);
     try {
-      peer = replicaOf(adapter.getCommunicator().stringToProxy(identity.name), discovery.callTimeout);
-    } catch {
-      return false; // Not an entry of ours.
-    }
-    try {
-      const { from } = open(key, await peer.join(this.#self!, hello), "welcome");
+      const { from } = await open(key, await peer.join(this.#self!, hello), "welcome");
       this.#peers.set(from, peer);
       return true;
     } catch (error) {
       if (error instanceof IceFlixAuthReplication.Unreadable) {
-        logger.warn(`replica ${identity.name} uses another replication key: no tokens shared with it`);
+        logger.warn(`replica ${name} uses another replication key: no tokens shared with it`);
       } else {
         // Gone (its entry outlived it), or not a replica: off the list. A live one subscribes again at its next tick.
-        logger.info(`replica ${identity.name} does not answer (${describeError(error)}); removed from the registry`);
-        discovery.events.topic(REPLICAS_TOPIC).then((topic) => topic.unsubscribe(peer.ice_identity(identity)))
-          .catch(() => {});
+        logger.info(`replica ${name} does not answer (${describeError(error)}); removed from the registry`);
+        void this.#registry.remove(entry);
       }
       return false;
     }
@@ -263,13 +264,15 @@ export class ReplicatedTokens {
     this.#peers.set(id, peer);
     const messages = this.#sealGrants(this.#table.grants());
     void this.#call(id, peer, async (replica) => {
-      for (const sealed of messages) await replica.share(sealed);
+      for (const sealed of await messages) await replica.share(sealed);
     });
   }
 
   /** `grants` sealed into `share` messages. */
-  #sealGrants(grants: Grant[]): Uint8Array[] {
-    return batches(grants).map((batch) => seal(this.#options.key, { kind: "grants", from: this.id, grants: batch }));
+  #sealGrants(grants: Grant[]): Promise<Uint8Array[]> {
+    return Promise.all(
+      batches(grants).map((batch) => seal(this.#options.key, { kind: "grants", from: this.id, grants: batch })),
+    );
   }
 
   /**
@@ -298,7 +301,7 @@ export class ReplicatedTokens {
     peer: IceFlixAuthReplication.TokenReplicaPrx,
     call: (replica: IceFlixAuthReplication.TokenReplicaPrx) => PromiseLike<T>,
   ): Promise<T | undefined> {
-    const { discovery, logger } = this.#options;
+    const { discovery, context: { logger } } = this.#options;
     try {
       return await call(peer);
     } catch (error) {
@@ -327,11 +330,11 @@ export class ReplicatedTokens {
       [...byIssuer].map(async ([issuer, tokens]) => (await this.#revokes(issuer, tokens.length)) ? tokens : []),
     );
     const tokens = ours.flat().map(({ token }) => token);
-    this.#options.logger.debug(`${expired.length} token(s) expired; revoking ${tokens.length}`);
+    this.#options.context.logger.debug(`${expired.length} token(s) expired; revoking ${tokens.length}`);
     if (tokens.length === 0) return;
     const { key } = this.#options;
     await this.#broadcast(
-      batches(tokens).map((batch) => seal(key, { kind: "revoked", from: this.id, tokens: batch })),
+      await Promise.all(batches(tokens).map((batch) => seal(key, { kind: "revoked", from: this.id, tokens: batch }))),
       "revoked",
     );
     await this.#options.revoke(tokens);
@@ -347,7 +350,7 @@ export class ReplicatedTokens {
     if (await this.#answers(issuer)) return false;
     const smaller = [...this.#peers.keys()].filter((id) => id !== issuer && id < this.id);
     if ((await Promise.all(smaller.map((id) => this.#answers(id)))).includes(true)) return false;
-    this.#options.logger.info(
+    this.#options.context.logger.info(
       `replica ${issuer} is gone: this one, the live replica with the smallest id, revokes its ${count} token(s)`,
     );
     return true;
@@ -370,12 +373,12 @@ interface ReplicaHandlers {
 
 /** The `TokenReplica` servant: opens what peers send, seals what it answers. */
 class TokenReplicaServant extends IceFlixAuthReplication.TokenReplica {
-  readonly #key: Uint8Array;
+  readonly #key: CryptoKey;
   /** The id of the replica it serves. */
   readonly #id: string;
   readonly #handlers: ReplicaHandlers;
 
-  constructor(key: Uint8Array, id: string, handlers: ReplicaHandlers) {
+  constructor(key: CryptoKey, id: string, handlers: ReplicaHandlers) {
     super();
     this.#key = key;
     this.#id = id;
@@ -383,16 +386,16 @@ class TokenReplicaServant extends IceFlixAuthReplication.TokenReplica {
   }
 
   async join(newcomer: IceFlixAuthReplication.TokenReplicaPrx | null, hello: Uint8Array): Promise<Uint8Array> {
-    const { from } = open(this.#key, hello, "join");
+    const { from } = await open(this.#key, hello, "join");
     if (newcomer) await this.#handlers.join(newcomer, from);
     return seal(this.#key, { kind: "welcome", from: this.#id });
   }
 
-  share(grants: Uint8Array): void {
-    this.#handlers.share(open(this.#key, grants, "grants").grants);
+  async share(grants: Uint8Array): Promise<void> {
+    this.#handlers.share((await open(this.#key, grants, "grants")).grants);
   }
 
-  revoked(tokens: Uint8Array): void {
-    this.#handlers.revoked(open(this.#key, tokens, "revoked").tokens);
+  async revoked(tokens: Uint8Array): Promise<void> {
+    this.#handlers.revoked((await open(this.#key, tokens, "revoked")).tokens);
   }
 }

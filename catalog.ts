@@ -25,10 +25,11 @@ import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { CatalogDatabase } from "./catalog_database.ts";
+import { requireValidToken } from "./authorization.ts";
 import { CatalogReplication } from "./catalog_replication.ts";
 import { Discovery, isUnreachable } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
-import { describeError, type Logger, runService } from "./service.ts";
+import { describeError, type Logger, runService, type ServiceContext } from "./service.ts";
 
 /**
  * Which providers announced each media id, most recent last. A provider is
@@ -38,12 +39,14 @@ import { describeError, type Logger, runService } from "./service.ts";
  */
 class Providers {
   readonly #discovery: Discovery;
+  readonly #callTimeout: number;
   readonly #logger: Logger;
   /** Media id -> ids of the providers that announced it, the latest last. */
   readonly #announcers = new Map<string, string[]>();
 
-  constructor(discovery: Discovery, logger: Logger) {
+  constructor(discovery: Discovery, { callTimeout, logger }: ServiceContext) {
     this.#discovery = discovery;
+    this.#callTimeout = callTimeout;
     this.#logger = logger;
   }
 
@@ -65,7 +68,7 @@ class Providers {
       if (!provider) continue;
       try {
         // The check is a real call with a bounded timeout: it proves the provider alive and still holding the media.
-        if (await provider.ice_invocationTimeout(this.#discovery.callTimeout).isAvailable(mediaId)) return provider;
+        if (await provider.ice_invocationTimeout(this.#callTimeout).isAvailable(mediaId)) return provider;
         this.#logger.info(`provider ${providerId} no longer has ${mediaId}`);
       } catch (error) {
         this.#logger.warn(`provider ${providerId} of ${mediaId} failed (${describeError(error)})`);
@@ -88,14 +91,16 @@ class MediaAnnouncements extends IceFlix.StreamAnnounces {
   readonly #database: CatalogDatabase;
   readonly #providers: Providers;
   readonly #discovery: Discovery;
+  readonly #callTimeout: number;
   readonly #logger: Logger;
 
-  constructor(database: CatalogDatabase, providers: Providers, discovery: Discovery, logger: Logger) {
+  constructor(database: CatalogDatabase, providers: Providers, discovery: Discovery, context: ServiceContext) {
     super();
     this.#database = database;
     this.#providers = providers;
     this.#discovery = discovery;
-    this.#logger = logger;
+    this.#callTimeout = context.callTimeout;
+    this.#logger = context.logger;
   }
 
   newMedia(id: string, initialName: string, providerId: string): void {
@@ -115,7 +120,7 @@ class MediaAnnouncements extends IceFlix.StreamAnnounces {
       this.#logger.debug(`ignoring newMedia ${id} from ${providerId}: not a streaming service discovery knows`);
       return;
     }
-    if (!await provider.ice_invocationTimeout(this.#discovery.callTimeout).isAvailable(id)) {
+    if (!await provider.ice_invocationTimeout(this.#callTimeout).isAvailable(id)) {
       this.#logger.warn(`ignoring newMedia ${id} from ${providerId}: the provider says it does not have it`);
       return;
     }
@@ -190,18 +195,8 @@ class MediaCatalog extends IceFlix.MediaCatalog {
    * a token may have expired since), then a known title.
    */
   async #checkEdit(operation: string, id: string, authentication: string): Promise<void> {
-    let authorized: boolean;
-    try {
-      authorized = await this.#discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(authentication));
-    } catch (error) {
-      // The Slice gives edits no other way to say it: without an Authenticator, nobody is authorized.
-      this.#logger.warn(`${operation} refused: no Authenticator could check the token (${describeError(error)})`);
-      throw new IceFlix.Unauthorized();
-    }
-    if (!authorized) {
-      this.#logger.info(`${operation} refused: token not authorized`);
-      throw new IceFlix.Unauthorized();
-    }
+    // The Slice gives edits no other way to say it: without an Authenticator, nobody is authorized.
+    await requireValidToken(this.#discovery, this.#logger, authentication, operation);
     if (!this.#database.has(id)) throw new IceFlix.WrongMediaId(id);
   }
 }
@@ -209,7 +204,8 @@ class MediaCatalog extends IceFlix.MediaCatalog {
 await runService({
   name: "catalog",
   adapterName: "CatalogAdapter",
-  async setup({ adapter, properties, logger, onShutdown }) {
+  async setup(context) {
+    const { adapter, properties, events, callTimeout, logger, onShutdown } = context;
     const path = properties.getPropertyWithDefault("IceFlix.Catalog.DatabaseFile", "catalog.json");
     const started = performance.now();
     // A corrupt database stops the service here: runService reports it and exits 1, the file untouched.
@@ -219,24 +215,24 @@ await runService({
 
     // The servant's identity is fixed, so its proxy is known before the servant is added.
     const identity = Ice.stringToIdentity("MediaCatalog");
-    const discovery = new Discovery(adapter, logger, { kind: "catalog", proxy: adapter.createProxy(identity) });
+    const discovery = new Discovery(context, { kind: "catalog", proxy: adapter.createProxy(identity) });
 
     // Before this catalog answers anything, it takes every change the other replicas have.
-    const replication = new CatalogReplication(database, adapter, adapter.createProxy(identity), discovery, logger);
+    const replication = new CatalogReplication(database, adapter.createProxy(identity), context);
     await replication.start();
     onShutdown(() => replication.stop());
 
-    const providers = new Providers(discovery, logger);
+    const providers = new Providers(discovery, context);
     const proxy = adapter.add(new MediaCatalog(database, replication, providers, discovery, logger), identity);
 
     // IceStorm calls this subscriber for every newMedia published on the topic.
-    const announcements = adapter.addWithUUID(new MediaAnnouncements(database, providers, discovery, logger));
-    await discovery.events.subscribe(TOPICS.mediaAnnouncements, announcements);
+    const announcements = adapter.addWithUUID(new MediaAnnouncements(database, providers, discovery, context));
+    await events.subscribe(TOPICS.mediaAnnouncements, announcements);
 
     // A provider seen for the first time announces all its media again, so a catalog started late learns them.
     discovery.onServiceAdded((kind, id, provider) => {
       if (kind !== "media") return;
-      const bounded = IceFlix.StreamProviderPrx.uncheckedCast(provider).ice_invocationTimeout(discovery.callTimeout);
+      const bounded = IceFlix.StreamProviderPrx.uncheckedCast(provider).ice_invocationTimeout(callTimeout);
       bounded.reannounceMedia().then(
         () => logger.debug(`provider ${id} reannounced its media`),
         (error) => logger.warn(`cannot ask provider ${id} to reannounce its media: ${describeError(error)}`),

@@ -43,8 +43,9 @@ import { Ice } from "ice";
 // @ts-types="./slice/catalog_replication.d.ts"
 import { IceFlixCatalogReplication as Replication } from "./slice/catalog_replication.js";
 import type { CatalogDatabase, Version, VersionedTitle } from "./catalog_database.ts";
-import { type Discovery, isUnreachable } from "./discovery.ts";
-import { describeError, type Logger } from "./service.ts";
+import { isUnreachable } from "./discovery.ts";
+import { ReplicaRegistry } from "./replica_registry.ts";
+import { describeError, type ServiceContext } from "./service.ts";
 
 /** The topic whose subscribers are the catalog replicas. */
 export const REPLICAS_TOPIC = "CatalogReplicas";
@@ -69,12 +70,9 @@ interface Peer {
  */
 export class CatalogReplication {
   readonly #database: CatalogDatabase;
-  readonly #adapter: Ice.ObjectAdapter;
   /** Its IceStorm link, its announce interval (between two pulls from every peer) and its call timeout. */
-  readonly #discovery: Discovery;
-  readonly #logger: Logger;
-  /** This replica's identity on the topic, and its name there (its MediaCatalog proxy). */
-  readonly #identity: Ice.Identity;
+  readonly #context: ServiceContext;
+  readonly #registry: ReplicaRegistry;
   /** Peer name (its MediaCatalog proxy) -> what is known of it. */
   readonly #peers = new Map<string, Peer>();
   /** Per peer, the pull that has not started yet: requests arriving meanwhile share it. */
@@ -84,27 +82,16 @@ export class CatalogReplication {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
 
-  /**
-   * @param catalog this catalog's MediaCatalog proxy: it names the replica on the topic
-   * @param discovery this catalog's discovery
-   */
-  constructor(
-    database: CatalogDatabase,
-    adapter: Ice.ObjectAdapter,
-    catalog: Ice.ObjectPrx,
-    discovery: Discovery,
-    logger: Logger,
-  ) {
+  /** @param catalog this catalog's MediaCatalog proxy: it names the replica on the topic */
+  constructor(database: CatalogDatabase, catalog: Ice.ObjectPrx, context: ServiceContext) {
     this.#database = database;
-    this.#adapter = adapter;
-    this.#discovery = discovery;
-    this.#logger = logger;
-    this.#identity = new Ice.Identity(adapter.getCommunicator().proxyToString(catalog), REPLICA_CATEGORY);
+    this.#context = context;
+    this.#registry = new ReplicaRegistry(context, REPLICAS_TOPIC, REPLICA_CATEGORY, catalog);
   }
 
   /** This replica's name among its peers: its MediaCatalog proxy. */
   get name(): string {
-    return this.#identity.name;
+    return this.#registry.name;
   }
 
   /**
@@ -114,20 +101,20 @@ export class CatalogReplication {
    * pulls again every interval. Call it before the adapter is activated.
    */
   async start(): Promise<void> {
-    const self = this.#adapter.add(new ReplicaServant(this, this.#database), this.#identity);
+    this.#registry.add(new ReplicaServant(this, this.#database));
     const before = this.#database.lastChange;
     // A replica subscribes once it has caught up, moments before it is ready: pulling from the listed ones never
     // waits for one that is itself catching up (two catalogs started together find each other at their first tick).
     await this.#listPeers();
     await this.#pullFromAll();
-    await this.#discovery.events.subscribe(REPLICAS_TOPIC, self);
+    await this.#registry.subscribe();
     // The peers count this replica from now on: their next edits are spread to it too. What they changed since the
     // first pull comes with a second one, short.
     await this.#forEachPeer((peer) => peer.join(this.name));
     await this.#pullFromAll();
     const merged = this.#database.lastChange - before;
-    this.#logger.info(`caught up with ${this.#peers.size} other replica(s): ${merged} change(s) merged`);
-    this.#timer = setTimeout(() => this.#tick(), this.#discovery.announceInterval * 1000);
+    this.#context.logger.info(`caught up with ${this.#peers.size} other replica(s): ${merged} change(s) merged`);
+    this.#timer = setTimeout(() => this.#tick(), this.#context.announceInterval * 1000);
   }
 
   /** Stops pulling (the subscription ends with the event channel). */
@@ -149,7 +136,7 @@ export class CatalogReplication {
     await Promise.all(
       [...this.#peers].map(async ([name, peer]) => {
         try {
-          await call(peer.proxy.ice_invocationTimeout(this.#discovery.callTimeout));
+          await call(peer.proxy.ice_invocationTimeout(this.#context.callTimeout));
         } catch (error) {
           await this.#failed(name, error);
         }
@@ -164,26 +151,28 @@ export class CatalogReplication {
   async changedAt(name: string): Promise<void> {
     if (!this.#peers.has(name)) await this.#listPeers();
     if (!this.#peers.has(name)) {
-      this.#logger.info(`ignoring changes announced by ${name}: not a replica on topic ${REPLICAS_TOPIC}`);
+      this.#context.logger.info(`ignoring changes announced by ${name}: not a replica on topic ${REPLICAS_TOPIC}`);
       return;
     }
     await this.#pull(name).then(
-      (changed) => this.#logger.debug(`${changed} title(s) changed by replica ${name}`),
-      (error) => this.#logger.warn(`cannot pull from replica ${name} (${describeError(error)})`),
+      (changed) => this.#context.logger.debug(`${changed} title(s) changed by replica ${name}`),
+      (error) => this.#context.logger.warn(`cannot pull from replica ${name} (${describeError(error)})`),
     );
   }
 
   /** Replica `name` has just subscribed to the topic (its `join` call): reads the topic again. */
   async joined(name: string): Promise<void> {
     await this.#listPeers();
-    if (!this.#peers.has(name)) this.#logger.info(`ignoring join of ${name}: not a replica on topic ${REPLICAS_TOPIC}`);
+    if (!this.#peers.has(name)) {
+      this.#context.logger.info(`ignoring join of ${name}: not a replica on topic ${REPLICAS_TOPIC}`);
+    }
   }
 
   /** Every interval: the topic is read again, and every peer pulled from. */
   async #tick(): Promise<void> {
     await this.#listPeers();
     await this.#pullFromAll();
-    if (!this.#stopped) this.#timer = setTimeout(() => this.#tick(), this.#discovery.announceInterval * 1000);
+    if (!this.#stopped) this.#timer = setTimeout(() => this.#tick(), this.#context.announceInterval * 1000);
   }
 
   /**
@@ -192,30 +181,17 @@ export class CatalogReplication {
    * way cannot remove a replica that has just joined.
    */
   async #listPeers(): Promise<void> {
-    let subscribers: Ice.Identity[];
+    let listed: Map<string, Ice.ObjectPrx>;
     try {
-      // IceStorm gives a topic's subscribers by identity only: hence replicas named by their proxy.
-      subscribers = await (await this.#discovery.events.topic(REPLICAS_TOPIC)).getSubscribers();
+      listed = await this.#registry.list();
     } catch (error) {
-      this.#logger.debug(`cannot list the replicas on ${REPLICAS_TOPIC}: ${describeError(error)}`);
+      this.#context.logger.debug(`cannot list the replicas on ${REPLICAS_TOPIC}: ${describeError(error)}`);
       return;
     }
-    const communicator = this.#adapter.getCommunicator();
-    for (const identity of subscribers) {
-      if (identity.category !== REPLICA_CATEGORY || identity.name === this.name || this.#peers.has(identity.name)) {
-        continue;
-      }
-      try {
-        const proxy = communicator.stringToProxy(identity.name).ice_identity(identity);
-        this.#peers.set(identity.name, {
-          proxy: Replication.CatalogReplicaPrx.uncheckedCast(proxy),
-          epoch: "",
-          last: 0,
-        });
-        this.#logger.info(`replica ${identity.name} found`);
-      } catch (error) {
-        this.#logger.debug(`ignoring subscriber ${identity.name} of ${REPLICAS_TOPIC}: ${describeError(error)}`);
-      }
+    for (const [name, entry] of listed) {
+      if (this.#peers.has(name)) continue;
+      this.#peers.set(name, { proxy: Replication.CatalogReplicaPrx.uncheckedCast(entry), epoch: "", last: 0 });
+      this.#context.logger.info(`replica ${name} found`);
     }
   }
 
@@ -225,7 +201,7 @@ export class CatalogReplication {
       [...this.#peers.keys()].map(async (name) => {
         try {
           const changed = await this.#pull(name);
-          if (changed > 0) this.#logger.info(`${changed} title(s) changed by replica ${name}`);
+          if (changed > 0) this.#context.logger.info(`${changed} title(s) changed by replica ${name}`);
         } catch (error) {
           await this.#failed(name, error);
         }
@@ -259,12 +235,12 @@ export class CatalogReplication {
     if (!peer) return 0;
     let merged = 0;
     for (let complete = false; !complete;) {
-      const changes = await peer.proxy.ice_invocationTimeout(this.#discovery.callTimeout)
+      const changes = await peer.proxy.ice_invocationTimeout(this.#context.callTimeout)
         .changesSince(peer.epoch, new Ice.Long(peer.last), PAGE_BYTES);
       const titles = changes.titles.flatMap((title) => {
         const versioned = fromSlice(title);
         if (versioned) return [[title.id, versioned] as const];
-        this.#logger.warn(`replica ${name} sent title ${JSON.stringify(title.id)} with a version out of range`);
+        this.#context.logger.warn(`replica ${name} sent title ${JSON.stringify(title.id)} with a version out of range`);
         return [];
       });
       // Stored before the peer's position moves on: a crash here means pulling the page again, not losing it.
@@ -283,16 +259,12 @@ export class CatalogReplication {
   async #failed(name: string, error: unknown): Promise<void> {
     const peer = this.#peers.get(name);
     if (!isUnreachable(error) || !peer) {
-      this.#logger.warn(`replica ${name} failed a call (${describeError(error)})`);
+      this.#context.logger.warn(`replica ${name} failed a call (${describeError(error)})`);
       return;
     }
-    this.#logger.info(`replica ${name} gone (${describeError(error)})`);
+    this.#context.logger.info(`replica ${name} gone (${describeError(error)})`);
     this.#peers.delete(name);
-    try {
-      await (await this.#discovery.events.topic(REPLICAS_TOPIC)).unsubscribe(peer.proxy);
-    } catch (error) {
-      this.#logger.debug(`cannot unsubscribe replica ${name}: ${describeError(error)}`);
-    }
+    await this.#registry.remove(peer.proxy);
   }
 }
 

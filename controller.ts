@@ -23,10 +23,11 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
+import { isTokenValid, requireValidToken, RevocationListener } from "./authorization.ts";
 import type { Discovery } from "./discovery.ts";
-import { TOPICS } from "./events.ts";
 import { RtpSender, senderArguments, sessionDescription, type VideoFormat } from "./gstreamer.ts";
-import { describeError, type Logger } from "./service.ts";
+import { TOPICS } from "./events.ts";
+import { describeError, type ServiceContext } from "./service.ts";
 
 /** The UDP ports a client may ask the stream to be sent to. */
 const PORTS = { first: 1024, last: 65535 };
@@ -40,30 +41,11 @@ export interface StreamMedia {
   format: VideoFormat;
 }
 
-/** What every controller of a provider shares. */
-export interface StreamContext {
-  adapter: Ice.ObjectAdapter;
+/** What every controller of a provider shares: the provider's context and discovery. */
+export interface StreamContext extends ServiceContext {
   discovery: Discovery;
-  logger: Logger;
   /** Seconds a client has to send a new token after its token was revoked. */
   gracePeriod: number;
-}
-
-/**
- * Checks `token` with a live Authenticator (any of them, through discovery).
- *
- * @throws IceFlix.Unauthorized when the token is refused, or no Authenticator answers
- */
-export async function requireValidToken(discovery: Discovery, logger: Logger, token: string): Promise<void> {
-  let valid: boolean;
-  try {
-    valid = await discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(token));
-  } catch (error) {
-    if (!(error instanceof IceFlix.TemporaryUnavailable)) throw error;
-    logger.warn("no Authenticator answers: a token cannot be checked, so it is refused");
-    valid = false;
-  }
-  if (!valid) throw new IceFlix.Unauthorized();
 }
 
 /** The servant of one stream. Create it with {@linkcode StreamController.open}. */
@@ -113,17 +95,17 @@ export class StreamController extends IceFlix.StreamController {
     onClosed: () => void,
   ): Promise<{ controller: StreamController; proxy: IceFlix.StreamControllerPrx }> {
     const controller = new StreamController(media, token, context, onClosed);
-    const { adapter, discovery, logger } = context;
+    const { adapter, events, logger } = context;
     // A UUID identity: the proxy is the client's handle on this stream, and nobody can guess another's.
     const proxy = IceFlix.StreamControllerPrx.uncheckedCast(adapter.add(controller, controller.#identity));
     // The revocation listener is an IceStorm subscriber: IceStorm calls its revoke() for every expired token.
     controller.#revocationListener = adapter.addWithUUID(
       new RevocationListener((revoked) => controller.#onRevoked(revoked)),
     );
-    const subscribed = discovery.events.subscribe(TOPICS.authenticationStatus, controller.#revocationListener);
+    const subscribed = events.subscribe(TOPICS.authenticationStatus, controller.#revocationListener);
     try {
       // Created now, so the client can subscribe to it before anything is published there.
-      await discovery.events.topic(controller.topicName);
+      await events.topic(controller.topicName);
     } catch (error) {
       logger.warn(
         `${controller.#description}: cannot create its topic yet (${describeError(error)}); it is created when used`,
@@ -189,7 +171,7 @@ export class StreamController extends IceFlix.StreamController {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#graceTimer);
-    const { adapter, discovery, logger } = this.#context;
+    const { adapter, events, logger } = this.#context;
     // From now on a call to this controller gets Ice.ObjectNotExistException.
     adapter.remove(this.#identity);
     await this.#changeSender(() => this.#sender?.stop());
@@ -197,16 +179,14 @@ export class StreamController extends IceFlix.StreamController {
     logger.info(`${this.#description}: closed (${reason})`);
     const listener = this.#revocationListener!;
     Promise.allSettled([
-      discovery.events.unsubscribe(TOPICS.authenticationStatus, listener).then(() =>
-        adapter.remove(listener.ice_getIdentity())
-      ),
-      discovery.events.destroyTopic(this.topicName),
+      events.unsubscribe(TOPICS.authenticationStatus, listener).then(() => adapter.remove(listener.ice_getIdentity())),
+      events.destroyTopic(this.topicName),
     ]).then(() => this.#release.resolve());
   }
 
   /** Checks `token`; a valid one becomes the watched token and ends a grace period in progress. */
   async #authorize(token: string): Promise<void> {
-    await requireValidToken(this.#context.discovery, this.#context.logger, token);
+    await requireValidToken(this.#context.discovery, this.#context.logger, token, this.#description);
     this.#ensureOpen();
     this.#token = token;
     if (this.#graceTimer !== undefined) {
@@ -224,9 +204,9 @@ export class StreamController extends IceFlix.StreamController {
    */
   async #onRevoked(token: string): Promise<void> {
     if (!this.#concerns(token)) return;
-    const { gracePeriod, discovery, logger } = this.#context;
+    const { gracePeriod, discovery, events, logger } = this.#context;
     try {
-      if (await discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(token))) {
+      if (await isTokenValid(discovery, token)) {
         logger.warn(`${this.#description}: ignoring a revocation of its token that no Authenticator confirms`);
         return;
       }
@@ -243,7 +223,7 @@ export class StreamController extends IceFlix.StreamController {
       () => this.close(`no new token within ${gracePeriod} s of the revocation`),
       gracePeriod * 1000,
     );
-    discovery.events.publish(
+    events.publish(
       this.topicName,
       (publisher) => IceFlix.StreamerSyncPrx.uncheckedCast(publisher).requestAuthentication(),
     );
@@ -263,20 +243,6 @@ export class StreamController extends IceFlix.StreamController {
     const changed = this.#senderChanges.then(change);
     this.#senderChanges = changed.catch(() => {});
     return changed;
-  }
-}
-
-/** The IceStorm subscriber of one controller to topic `AuthenticationStatus`. */
-class RevocationListener extends IceFlix.TokenRevocation {
-  readonly #onRevoked: (token: string) => void;
-
-  constructor(onRevoked: (token: string) => void) {
-    super();
-    this.#onRevoked = onRevoked;
-  }
-
-  revoke(authentication: string): void {
-    this.#onRevoked(authentication);
   }
 }
 

@@ -13,11 +13,8 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
-import { EventChannel, TOPICS } from "./events.ts";
-import { describeError, type Logger, secondsProperty } from "./service.ts";
-
-/** Seconds a ping or a call to another service may take before it counts as failed, unless configured. */
-const DEFAULT_CALL_TIMEOUT = 3;
+import { TOPICS } from "./events.ts";
+import { describeError, type ServiceContext } from "./service.ts";
 
 /** The kinds of service that announce themselves, with their proxy types. */
 export interface ServiceKinds {
@@ -60,19 +57,8 @@ export function isUnreachable(error: unknown): boolean {
 export class Discovery {
   /** This service instance's unique id, sent with every announcement. */
   readonly id: string = crypto.randomUUID();
-  /** The IceStorm link, shared with the service for its other topics. */
-  readonly events: EventChannel;
-  /** Seconds between announcements and liveness checks (`IceFlix.Discovery.AnnounceInterval`, default 5). */
-  readonly announceInterval: number;
-  /**
-   * How long a ping or a call to another service may take before it counts as failed, so a hung service is
-   * dropped like a dead one (ms; property `IceFlix.Discovery.CallTimeout`, in seconds, default 3). Every call this
-   * service makes to another one carries it.
-   */
-  readonly callTimeout: number;
 
-  readonly #adapter: Ice.ObjectAdapter;
-  readonly #logger: Logger;
+  readonly #context: ServiceContext;
   readonly #self: SelfAnnouncement | undefined;
   /** Per kind, id -> proxy, each proxy already cast to its kind's type. */
   readonly #services: Record<ServiceKind, Map<string, Ice.ObjectPrx>> = {
@@ -89,18 +75,12 @@ export class Discovery {
   #stopped = false;
 
   /**
-   * @param adapter the service's object adapter: the announcement listener is added to it
+   * @param context the service's context: the announcement listener is added to its adapter
    * @param self what to announce, for an Authenticator, MediaCatalog or StreamProvider; nothing for Main or a client
    */
-  constructor(adapter: Ice.ObjectAdapter, logger: Logger, self?: SelfAnnouncement) {
-    const communicator = adapter.getCommunicator();
-    this.#adapter = adapter;
-    this.#logger = logger;
+  constructor(context: ServiceContext, self?: SelfAnnouncement) {
+    this.#context = context;
     this.#self = self;
-    this.events = new EventChannel(communicator, logger);
-    const properties = communicator.getProperties();
-    this.announceInterval = secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", 5);
-    this.callTimeout = secondsProperty(properties, "IceFlix.Discovery.CallTimeout", DEFAULT_CALL_TIMEOUT) * 1000;
   }
 
   /**
@@ -110,17 +90,17 @@ export class Discovery {
    */
   async start(): Promise<void> {
     // The other services' logs name this one by its id ("auth service <id> gone"): say which process it is.
-    if (this.#self) this.#logger.info(`announcing itself as ${this.#self.kind} service ${this.id}`);
-    this.#subscriber = this.#adapter.addWithUUID(new AvailabilityListener(this));
-    await this.events.subscribe(TOPICS.serviceAvailability, this.#subscriber);
+    if (this.#self) this.#context.logger.info(`announcing itself as ${this.#self.kind} service ${this.id}`);
+    this.#subscriber = this.#context.adapter.addWithUUID(new AvailabilityListener(this));
+    await this.#context.events.subscribe(TOPICS.serviceAvailability, this.#subscriber);
     await this.#tick();
   }
 
-  /** Stops announcing and unsubscribes. */
+  /** Stops announcing and listening to announcements. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.events.close();
+    if (this.#subscriber) await this.#context.events.unsubscribe(TOPICS.serviceAvailability, this.#subscriber);
   }
 
   /** Calls `listener` for every service found from now on (those known already are in {@linkcode services}). */
@@ -135,7 +115,7 @@ export class Discovery {
 
   /** Forgets service `id` of `kind` (it failed a call). */
   forget(kind: ServiceKind, id: string): void {
-    if (this.#services[kind].delete(id)) this.#logger.info(`${kind} service ${id} gone`);
+    if (this.#services[kind].delete(id)) this.#context.logger.info(`${kind} service ${id} gone`);
   }
 
   /**
@@ -153,10 +133,10 @@ export class Discovery {
     for (let i = 0; i < candidates.length; i++) {
       const [id, proxy] = candidates[(start + i) % candidates.length];
       try {
-        return await call(CASTS[kind](proxy.ice_invocationTimeout(this.callTimeout)) as ServiceKinds[K]);
+        return await call(CASTS[kind](proxy.ice_invocationTimeout(this.#context.callTimeout)) as ServiceKinds[K]);
       } catch (error) {
         if (!isUnreachable(error)) throw error;
-        this.#logger.warn(`${kind} service ${id} failed (${describeError(error)}); trying another`);
+        this.#context.logger.warn(`${kind} service ${id} failed (${describeError(error)}); trying another`);
         this.forget(kind, id);
       }
     }
@@ -182,31 +162,31 @@ export class Discovery {
     const known = this.#services[kind].get(id);
     if (known && known.equals(proxy)) return;
     try {
-      if (!(await proxy.ice_invocationTimeout(this.callTimeout).ice_isA(TYPE_IDS[kind]))) {
-        this.#logger.warn(`ignoring ${kind} announcement ${id}: its proxy is not a ${TYPE_IDS[kind]}`);
+      if (!(await proxy.ice_invocationTimeout(this.#context.callTimeout).ice_isA(TYPE_IDS[kind]))) {
+        this.#context.logger.warn(`ignoring ${kind} announcement ${id}: its proxy is not a ${TYPE_IDS[kind]}`);
         return;
       }
     } catch (error) {
-      this.#logger.debug(`ignoring ${kind} announcement ${id}: unreachable (${describeError(error)})`);
+      this.#context.logger.debug(`ignoring ${kind} announcement ${id}: unreachable (${describeError(error)})`);
       return;
     }
     this.#services[kind].set(id, CASTS[kind](proxy));
-    this.#logger.info(`${kind} service ${id} found`);
+    this.#context.logger.info(`${kind} service ${id} found`);
     for (const listener of this.#listeners) listener(kind, id, proxy);
     // A newcomer missed our earlier announcements: announce now, not at the next tick, so it can use us at once.
     if (!known) this.#announce();
   }
 
   async #tick(): Promise<void> {
-    await Promise.all([this.#announce(), this.#pruneDead(), this.events.maintain()]);
+    await Promise.all([this.#announce(), this.#pruneDead(), this.#context.events.maintain()]);
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => this.#tick(), this.announceInterval * 1000);
+    this.#timer = setTimeout(() => this.#tick(), this.#context.announceInterval * 1000);
   }
 
   async #announce(): Promise<void> {
     const self = this.#self;
     if (!self) return;
-    await this.events.publish(TOPICS.serviceAvailability, (publisher) => {
+    await this.#context.events.publish(TOPICS.serviceAvailability, (publisher) => {
       const topic = IceFlix.ServiceAvailabilityPrx.uncheckedCast(publisher);
       switch (self.kind) {
         case "auth":
@@ -224,7 +204,7 @@ export class Discovery {
     const checks = (Object.keys(this.#services) as ServiceKind[]).flatMap((kind) =>
       [...this.#services[kind]].map(async ([id, proxy]) => {
         try {
-          await proxy.ice_invocationTimeout(this.callTimeout).ice_ping();
+          await proxy.ice_invocationTimeout(this.#context.callTimeout).ice_ping();
         } catch (error) {
           if (isUnreachable(error)) this.forget(kind, id);
         }

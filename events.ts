@@ -10,7 +10,7 @@
  * @module
  */
 import { Ice, IceStorm } from "ice";
-import { describeError, type Logger } from "./service.ts";
+import { describeError, type Logger } from "./log.ts";
 
 /** The proxy of IceStorm's TopicManager when `IceStorm.TopicManager.Proxy` is not set. */
 export const DEFAULT_TOPIC_MANAGER = "IceStorm/TopicManager:tcp -h 127.0.0.1 -p 10000";

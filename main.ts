@@ -51,9 +51,10 @@ class Main extends IceFlix.Main {
 await runService({
   name: "main",
   adapterName: "MainAdapter",
-  async setup({ adapter, logger, onShutdown }) {
+  async setup(context) {
+    const { adapter, onShutdown } = context;
     // Main listens to the announcements of the others but is not announced: clients reach it at its fixed endpoint.
-    const discovery = new Discovery(adapter, logger);
+    const discovery = new Discovery(context);
     await discovery.start();
     onShutdown(() => discovery.stop());
     // A well-known identity, so that "Main:<endpoint>" is all a client needs.

@@ -9,6 +9,16 @@
  */
 import { Ice } from "ice";
 import { createObjectAdapter } from "./acceptor.ts";
+import { EventChannel } from "./events.ts";
+import { createLogger, describeError, type Logger } from "./log.ts";
+
+export { createLogger, describeError, type Logger, type LogLevel } from "./log.ts";
+
+/** Seconds a call to another service may take before it counts as failed, unless configured. */
+const DEFAULT_CALL_TIMEOUT = 3;
+
+/** Seconds between announcements and liveness checks, unless configured. */
+const DEFAULT_ANNOUNCE_INTERVAL = 5;
 
 /**
  * Reads the Ice configuration as a C++ or Python Ice program would: the files
@@ -43,35 +53,6 @@ export function initializeCommunicator(args: string[]): Ice.Communicator {
   return Ice.initialize(initData);
 }
 
-/** The log levels of property `IceFlix.LogLevel`, most severe first. */
-const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
-
-/** One of the levels of property `IceFlix.LogLevel`. */
-export type LogLevel = typeof LOG_LEVELS[number];
-
-/** A log that writes `time component LEVEL message` lines on stderr. */
-export interface Logger {
-  error(message: string): void;
-  warn(message: string): void;
-  info(message: string): void;
-  debug(message: string): void;
-}
-
-/**
- * A logger for `component` that writes the levels up to `IceFlix.LogLevel`
- * (default `info`) to stderr.
- */
-export function createLogger(component: string, properties: Ice.Properties): Logger {
-  const configured = properties.getPropertyWithDefault("IceFlix.LogLevel", "info").toLowerCase();
-  const threshold = LOG_LEVELS.indexOf(configured as LogLevel);
-  const write = (level: LogLevel) => (message: string) => {
-    if (LOG_LEVELS.indexOf(level) <= (threshold < 0 ? 2 : threshold)) {
-      console.error(`${new Date().toISOString()} ${component} ${level.toUpperCase()} ${message}`);
-    }
-  };
-  return { error: write("error"), warn: write("warn"), info: write("info"), debug: write("debug") };
-}
-
 /** Reads a property holding a number of seconds, with a default; refuses nonsense. */
 export function secondsProperty(properties: Ice.Properties, name: string, defaultSeconds: number): number {
   const text = properties.getProperty(name).trim();
@@ -98,25 +79,46 @@ export function keepAliveOnStrayErrors(logger: Logger): void {
   });
 }
 
-/** One line that says what went wrong, for logs and for users. */
-export function describeError(error: unknown): string {
-  if (error instanceof Ice.Exception) {
-    // Ice exceptions print their Slice type id, plus the reason some carry (`unknown` for a servant's run-time
-    // error, whose first line says what happened).
-    const { reason, unknown } = error as { reason?: string; unknown?: string };
-    const detail = (reason || unknown || "").split("\n")[0];
-    return `${error.ice_id()}${detail ? `: ${detail}` : ""}`;
-  }
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** What a service gets to build itself with. */
+/** What every part of a service is built with: its Ice objects, its log, its IceStorm link and its timing. */
 export interface ServiceContext {
   communicator: Ice.Communicator;
   properties: Ice.Properties;
   /** The service's object adapter, already listening, activated after setup. */
   adapter: Ice.ObjectAdapter;
   logger: Logger;
+  /** The service's one IceStorm link, for discovery and for its own topics. */
+  events: EventChannel;
+  /**
+   * How long a call to another service (or a ping) may take before that service counts as gone, dead or hung (ms;
+   * property `IceFlix.Discovery.CallTimeout`, in seconds, default 3). Every call to another service carries it.
+   */
+  callTimeout: number;
+  /** Seconds between announcements, liveness checks and periodic pulls (`IceFlix.Discovery.AnnounceInterval`, 5). */
+  announceInterval: number;
+}
+
+/**
+ * The context of a service listening at `adapter`, from the adapter's
+ * communicator's properties.
+ *
+ * @throws Error when a timing property is nonsense
+ */
+export function createServiceContext(adapter: Ice.ObjectAdapter, logger: Logger): ServiceContext {
+  const communicator = adapter.getCommunicator();
+  const properties = communicator.getProperties();
+  return {
+    communicator,
+    properties,
+    adapter,
+    logger,
+    events: new EventChannel(communicator, logger),
+    callTimeout: secondsProperty(properties, "IceFlix.Discovery.CallTimeout", DEFAULT_CALL_TIMEOUT) * 1000,
+    announceInterval: secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", DEFAULT_ANNOUNCE_INTERVAL),
+  };
+}
+
+/** What {@linkcode ServiceOptions.setup} gets: the context, and a way to register cleanups. */
+export interface ServiceSetup extends ServiceContext {
   /** Registers a cleanup to run at shutdown, before the communicator is destroyed (last registered runs first). */
   onShutdown(cleanup: () => unknown): void;
 }
@@ -128,7 +130,7 @@ export interface ServiceOptions {
   /** The object adapter whose `<adapterName>.Endpoints` the service listens at. */
   adapterName: string;
   /** Adds the servants; returns the proxy the service prints when ready. */
-  setup(context: ServiceContext): Promise<Ice.ObjectPrx>;
+  setup(context: ServiceSetup): Promise<Ice.ObjectPrx>;
 }
 
 /**
@@ -151,16 +153,12 @@ export async function runService(options: ServiceOptions, args: string[] = [...D
   const cleanups: (() => unknown)[] = [];
   try {
     communicator = initializeCommunicator(args);
-    const properties = communicator.getProperties();
-    logger = createLogger(options.name, properties);
+    logger = createLogger(options.name, communicator.getProperties());
     const adapter = await createObjectAdapter(communicator, options.adapterName);
-    const proxy = await options.setup({
-      communicator,
-      properties,
-      adapter,
-      logger,
-      onShutdown: (cleanup) => cleanups.unshift(cleanup),
-    });
+    const context = createServiceContext(adapter, logger);
+    // Registered first, so it runs last: the services' own cleanups still reach IceStorm.
+    cleanups.unshift(() => context.events.close());
+    const proxy = await options.setup({ ...context, onShutdown: (cleanup) => cleanups.unshift(cleanup) });
     // Until activation the adapter holds incoming requests; from now on it dispatches them.
     await adapter.activate();
     console.log(communicator.proxyToString(proxy));

@@ -22,7 +22,8 @@ import { basename, extname, join } from "node:path";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { probeVideo, type VideoFormat } from "./gstreamer.ts";
-import { requireValidToken, type StreamContext, StreamController, type StreamMedia } from "./controller.ts";
+import { requireValidToken } from "./authorization.ts";
+import { type StreamContext, StreamController, type StreamMedia } from "./controller.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
 import { serveHttpStreaming } from "./http_streaming.ts";
 
@@ -271,7 +272,7 @@ class StreamProvider extends IceFlix.StreamProvider {
 
   async getStream(id: string, authentication: string): Promise<IceFlix.StreamControllerPrx> {
     const { discovery, logger } = this.#context;
-    await requireValidToken(discovery, logger, authentication);
+    await requireValidToken(discovery, logger, authentication, `getStream of ${id}`);
     const media = this.#library.get(id);
     if (!media) throw new IceFlix.WrongMediaId(id);
     if (this.#streams.size + this.#opening >= this.#maxStreams) {
@@ -320,7 +321,8 @@ if (import.meta.main) {
   await runService({
     name: "streaming",
     adapterName: "StreamingAdapter",
-    async setup({ adapter, properties, logger, onShutdown }) {
+    async setup(context) {
+      const { adapter, properties, events, logger, onShutdown } = context;
       const folder = properties.getPropertyWithDefault("IceFlix.Streaming.MediaDir", "media");
       const gracePeriod = secondsProperty(properties, "IceFlix.Controller.GracePeriod", 10);
       const maxStreams = properties.getPropertyAsIntWithDefault("IceFlix.Streaming.MaxStreams", DEFAULT_MAX_STREAMS);
@@ -331,16 +333,16 @@ if (import.meta.main) {
       const library = new MediaLibrary(folder, logger);
       // The provider's proxy is made before its servant, because the servant needs discovery and discovery the proxy.
       const identity = Ice.stringToIdentity(crypto.randomUUID());
-      const discovery = new Discovery(adapter, logger, { kind: "media", proxy: adapter.createProxy(identity) });
+      const discovery = new Discovery(context, { kind: "media", proxy: adapter.createProxy(identity) });
       const announce = async (media: StreamMedia[]) => {
         for (const { id, name } of media) {
-          await discovery.events.publish(
+          await events.publish(
             TOPICS.mediaAnnouncements,
             (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(id, name, discovery.id),
           );
         }
       };
-      const provider = new StreamProvider(library, { adapter, discovery, logger, gracePeriod }, maxStreams, announce);
+      const provider = new StreamProvider(library, { ...context, discovery, gracePeriod }, maxStreams, announce);
       const proxy = adapter.add(provider, identity);
       // Browsers: the same streams, the video over HTTP (http_streaming.ts, facet HttpStreaming).
       const media = (id: string) => library.get(id);

@@ -11,7 +11,7 @@ import { IceFlix } from "../slice/iceflix.js";
 import { CatalogDatabase } from "../catalog_database.ts";
 import { Discovery } from "../discovery.ts";
 import { EventChannel, TOPICS } from "../events.ts";
-import { createLogger, initializeCommunicator } from "../service.ts";
+import { createLogger, createServiceContext, initializeCommunicator } from "../service.ts";
 import {
   Child,
   eventually,
@@ -42,10 +42,12 @@ async function databaseFolder(): Promise<string> {
 class TestProvider extends IceFlix.StreamProvider {
   readonly media: Map<string, string>;
   readonly #discovery: Discovery;
+  readonly #events: EventChannel;
 
-  constructor(discovery: Discovery, media: Record<string, string>) {
+  constructor(discovery: Discovery, events: EventChannel, media: Record<string, string>) {
     super();
     this.#discovery = discovery;
+    this.#events = events;
     this.media = new Map(Object.entries(media));
   }
 
@@ -58,7 +60,7 @@ class TestProvider extends IceFlix.StreamProvider {
   }
 
   async reannounceMedia(): Promise<void> {
-    for (const [id, name] of this.media) await publishNewMedia(this.#discovery.events, id, name, this.#discovery.id);
+    for (const [id, name] of this.media) await publishNewMedia(this.#events, id, name, this.#discovery.id);
   }
 }
 
@@ -99,23 +101,21 @@ async function announced<T extends Ice.Object>(
   world: World,
   kind: "auth" | "media",
   name: string,
-  create: (discovery: Discovery) => T,
+  create: (discovery: Discovery, events: EventChannel) => T,
 ): Promise<TestService<T>> {
   const { communicator, adapter } = await testCommunicator([world.icestorm.option, INTERVAL, QUIET]);
   const identity = Ice.stringToIdentity(name);
-  const discovery = new Discovery(adapter, createLogger(name, communicator.getProperties()), {
-    kind,
-    proxy: adapter.createProxy(identity),
-  });
-  const servant = create(discovery);
+  const context = createServiceContext(adapter, createLogger(name, communicator.getProperties()));
+  const discovery = new Discovery(context, { kind, proxy: adapter.createProxy(identity) });
+  const servant = create(discovery, context.events);
   adapter.add(servant, identity);
   await discovery.start();
   let killed: Promise<void> | undefined;
   return {
     servant,
     id: discovery.id,
-    events: discovery.events,
-    kill: () => killed ??= discovery.stop().then(() => communicator.destroy()),
+    events: context.events,
+    kill: () => killed ??= discovery.stop().then(() => context.events.close()).then(() => communicator.destroy()),
   };
 }
 
@@ -169,7 +169,7 @@ Deno.test("catalog: learns media from providers (also those that announced befor
     world,
     "media",
     "provider-A",
-    (d) => new TestProvider(d, { [ONE]: "Película Uno" }),
+    (d, events) => new TestProvider(d, events, { [ONE]: "Película Uno" }),
   );
   await a.servant.reannounceMedia();
   const { child, catalog } = await startCatalog(world);
@@ -195,7 +195,7 @@ Deno.test("catalog: learns media from providers (also those that announced befor
       world,
       "media",
       "provider-B",
-      (d) => new TestProvider(d, { [ONE]: "Another name", [THREE]: "Tercera" }),
+      (d, events) => new TestProvider(d, events, { [ONE]: "Another name", [THREE]: "Tercera" }),
     );
     await publishNewMedia(b.events, ONE, "Another name", b.id);
     await publishNewMedia(b.events, THREE, "Tercera", b.id);
@@ -299,7 +299,12 @@ Deno.test("catalog: edits need a token an Authenticator accepts now, are durable
     assert.deepEqual(await catalog.getTilesByTags(["a", "d"], false), []);
 
     // A provider announcing the title under its initial name does not undo the rename.
-    provider = await announced(world, "media", "provider", (d) => new TestProvider(d, { [ONE]: "Uno", [TWO]: "Dos" }));
+    provider = await announced(
+      world,
+      "media",
+      "provider",
+      (d, events) => new TestProvider(d, events, { [ONE]: "Uno", [TWO]: "Dos" }),
+    );
     await eventually(
       "the announcement of TWO arrives",
       async () => (await catalog.getTilesByName("dos", true)).length > 0,
@@ -424,7 +429,12 @@ Deno.test("interop: a Python client searches, reads tiles and edits the catalog"
     [TWO]: { name: "Otra", tags: ["comedia"] },
   });
   const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
-  const provider = await announced(world, "media", "provider", (d) => new TestProvider(d, { [ONE]: "x" }));
+  const provider = await announced(
+    world,
+    "media",
+    "provider",
+    (d, events) => new TestProvider(d, events, { [ONE]: "x" }),
+  );
   const { child, catalog } = await startCatalog(world);
   try {
     await eventually(

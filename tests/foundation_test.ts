@@ -9,7 +9,7 @@ import { IceFlix } from "../slice/iceflix.js";
 import { createObjectAdapter, openIncomingConnections } from "../acceptor.ts";
 import { Discovery } from "../discovery.ts";
 import { EventChannel, TOPICS } from "../events.ts";
-import { createLogger, initializeCommunicator, loadProperties } from "../service.ts";
+import { createLogger, createServiceContext, initializeCommunicator, loadProperties } from "../service.ts";
 import {
   AnnouncementCounter,
   eventually,
@@ -119,7 +119,8 @@ Deno.test("discovery: services find each other once; a SIGKILLed one is pruned w
   const first = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
   const second = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
   try {
-    const observer = new Discovery(adapter, createLogger("observer", communicator.getProperties()));
+    const context = createServiceContext(adapter, createLogger("observer", communicator.getProperties()));
+    const observer = new Discovery(context);
     await observer.start();
     const idOf = (proxy: string) =>
       [...observer.services("auth")].find(([, known]) => communicator.proxyToString(known) === proxy)?.[0];
@@ -143,7 +144,7 @@ Deno.test("discovery: services find each other once; a SIGKILLed one is pruned w
     // counted as the survivor's own announcements (it announces and pings once a tick), not in milliseconds, so a
     // slow machine slows the count too.
     const announcements = new AnnouncementCounter();
-    await observer.events.subscribe(TOPICS.serviceAvailability, adapter.addWithUUID(announcements));
+    await context.events.subscribe(TOPICS.serviceAvailability, adapter.addWithUUID(announcements));
     await eventually("the survivor's announcements are heard", () => announcements.heard.has(firstId));
     await second.child.stop("SIGKILL");
     const killedAt = announcements.heard.get(firstId)!;
@@ -175,11 +176,14 @@ Deno.test("discovery: services find each other once; a SIGKILLed one is pruned w
   }
 });
 
-Deno.test("discovery: the call timeout is property IceFlix.Discovery.CallTimeout (seconds), 3 s unless set", async () => {
+Deno.test("service context: the call timeout is property IceFlix.Discovery.CallTimeout (seconds), 3 s unless set", async () => {
   for (const [property, expected] of [[[], 3000], [["--IceFlix.Discovery.CallTimeout=0.5"], 500]] as const) {
     const { communicator, adapter } = await testCommunicator([...property]);
     try {
-      assert.equal(new Discovery(adapter, createLogger("test", communicator.getProperties())).callTimeout, expected);
+      assert.equal(
+        createServiceContext(adapter, createLogger("test", communicator.getProperties())).callTimeout,
+        expected,
+      );
     } finally {
       await communicator.destroy();
     }
@@ -188,7 +192,7 @@ Deno.test("discovery: the call timeout is property IceFlix.Discovery.CallTimeout
     const { communicator, adapter } = await testCommunicator([`--IceFlix.Discovery.CallTimeout=${nonsense}`]);
     try {
       assert.throws(
-        () => new Discovery(adapter, createLogger("test", communicator.getProperties())),
+        () => createServiceContext(adapter, createLogger("test", communicator.getProperties())),
         /IceFlix\.Discovery\.CallTimeout must be a positive number of seconds/,
       );
     } finally {
@@ -201,7 +205,7 @@ Deno.test("IceStorm restarted with its data wiped: services re-subscribe and ann
   const icestorm = await IceStormServer.start();
   const interval = "--IceFlix.Discovery.AnnounceInterval=1";
   const { communicator, adapter } = await testCommunicator([icestorm.option, interval]);
-  const observer = new Discovery(adapter, createLogger("observer", communicator.getProperties()));
+  const observer = new Discovery(createServiceContext(adapter, createLogger("observer", communicator.getProperties())));
   const before = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
   let after: Awaited<ReturnType<typeof startService>> | undefined;
   try {

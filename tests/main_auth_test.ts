@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { IceFlix } from "../slice/iceflix.js";
 import { Discovery } from "../discovery.ts";
 import { EventChannel, TOPICS } from "../events.ts";
-import { createLogger } from "../service.ts";
+import { createLogger, createServiceContext } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import {
   Child,
@@ -99,10 +99,13 @@ Deno.test("main: hands out live auth and catalog services, round-robin; none or 
     const auth = await startAuth(icestorm, usersFile);
     auths.push(auth.child);
     const catalogPrx = adapter.addWithUUID(new EmptyCatalog());
-    const catalog = new Discovery(adapter, createLogger("catalog", communicator.getProperties()), {
-      kind: "catalog",
-      proxy: catalogPrx,
-    });
+    const catalog = new Discovery(
+      createServiceContext(adapter, createLogger("catalog", communicator.getProperties())),
+      {
+        kind: "catalog",
+        proxy: catalogPrx,
+      },
+    );
     await catalog.start();
     await eventually("main knows the auth", () => succeeds(mainPrx.getAuthenticator()));
     await eventually("main knows the catalog", () => succeeds(mainPrx.getCatalogService()));

@@ -26,11 +26,11 @@ class ToyAuthenticator extends IceFlix.Authenticator {
 await runService({
   name: "toy",
   adapterName: "ToyAdapter",
-  async setup({ adapter, logger, onShutdown }) {
-    const proxy = adapter.addWithUUID(new ToyAuthenticator());
-    const discovery = new Discovery(adapter, logger, { kind: "auth", proxy });
+  async setup(context) {
+    const proxy = context.adapter.addWithUUID(new ToyAuthenticator());
+    const discovery = new Discovery(context, { kind: "auth", proxy });
     await discovery.start();
-    onShutdown(() => discovery.stop());
+    context.onShutdown(() => discovery.stop());
     return proxy;
   },
 });
