@@ -3,8 +3,7 @@
  * temporary token, and tells whether a token is still valid.
  *
  * Users come from the users file (`IceFlix.Auth.UsersFile`, see users.ts),
- * reloaded on SIGUSR2. (Spec 3.5 names SIGUSR1, but on SIGUSR1 Deno opens its
- * V8 debugger: anyone on the machine could then run code in the service.)
+ * reloaded on SIGUSR2 (reload_signal.ts says why not the spec's SIGUSR1).
  * Every token expires `IceFlix.Auth.TokenLifetime` seconds after it was
  * issued; at that moment `revoke(token)` is published on topic
  * `AuthenticationStatus`, so the other services and the clients learn it.
@@ -24,6 +23,7 @@ import { IceFlix } from "./slice/iceflix.js";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
+import { reloadOnSignal } from "./reload_signal.ts";
 import { readUsersFile, sha256Hex } from "./users.ts";
 import { readReplicationKey, ReplicatedTokens } from "./auth_replication.ts";
 
@@ -143,19 +143,14 @@ await runService({
     const authenticator = new Authenticator(users, tokens, logger);
     const proxy = adapter.add(authenticator, identity);
 
-    // SIGUSR2 (sent by ./add_user) reloads the users file; reloads run one after the other.
-    // Not SIGUSR1, the spec's choice: on SIGUSR1 Deno opens its debugger to any local user.
-    let reloading = Promise.resolve();
-    const reload = async () => {
+    // ./add_user sends the reload signal: read the users file again.
+    onShutdown(reloadOnSignal(async () => {
       try {
         authenticator.users = await loadUsers(usersFile, logger);
       } catch (error) {
         logger.error(`cannot reload: ${describeError(error)}; keeping the ${authenticator.users.size} user(s) loaded`);
       }
-    };
-    const onSignal = () => reloading = reloading.then(reload);
-    Deno.addSignalListener("SIGUSR2", onSignal);
-    onShutdown(() => Deno.removeSignalListener("SIGUSR2", onSignal));
+    }));
 
     // Before discovery starts: the peers it finds get this replica's tokens.
     tokens.start();

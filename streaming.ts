@@ -24,6 +24,7 @@ import { TOPICS } from "./events.ts";
 import { probeVideo, type VideoFormat } from "./gstreamer.ts";
 import { requireValidToken } from "./authorization.ts";
 import { type StreamContext, StreamController, type StreamMedia } from "./controller.ts";
+import { RELOAD_SIGNAL, reloadOnSignal } from "./reload_signal.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
 import { serveHttpStreaming } from "./http_streaming.ts";
 
@@ -349,27 +350,19 @@ if (import.meta.main) {
       const getStream = (id: string, token: string) => provider.getStream(id, token);
       onShutdown(await serveHttpStreaming({ adapter, identity, properties, logger, media, getStream }));
 
-      // ./reload_media sends SIGUSR2 (not SIGUSR1, on which Deno opens its debugger): rescan, announce what is new.
-      // The listener comes first, as the signal's default action would end the process; rescans wait for the
-      // start-up to finish, and a signal during a scan queues one more scan.
+      // ./reload_media sends the reload signal: rescan, announce what is new. Listening comes first, as the
+      // signal's default action would end the process; rescans wait for the start-up to finish.
       const started = Promise.withResolvers<void>();
-      let rescans = started.promise;
-      let queued = false;
-      Deno.addSignalListener("SIGUSR2", () => {
-        if (queued) return;
-        queued = true;
-        rescans = rescans.then(async () => {
-          queued = false;
-          logger.info(`SIGUSR2: rescanning ${folder}`);
-          try {
-            const added = await library.scan();
-            await announce(added);
-            logger.info(`${added.length} new video(s) announced; ${library.files.length} offered`);
-          } catch (error) {
-            logger.error(`rescan failed, the offer is unchanged: ${describeError(error)}`);
-          }
-        });
-      });
+      onShutdown(reloadOnSignal(async () => {
+        logger.info(`${RELOAD_SIGNAL}: rescanning ${folder}`);
+        try {
+          const added = await library.scan();
+          await announce(added);
+          logger.info(`${added.length} new video(s) announced; ${library.files.length} offered`);
+        } catch (error) {
+          logger.error(`rescan failed, the offer is unchanged: ${describeError(error)}`);
+        }
+      }, { after: started.promise }));
 
       try {
         await library.scan();
