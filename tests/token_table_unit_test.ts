@@ -1,0 +1,86 @@
+/**
+ * Unit tests of token_table.ts (`deno task test:unit`): the heap that expires
+ * tokens soonest first, with lifetimes of a few milliseconds. What is
+ * asserted is the order and the set of tokens expired, never how late.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { type ExpiredToken, TokenTable } from "../token_table.ts";
+
+/** A table whose expiries are collected; `expired(n)` resolves once `n` tokens have expired. */
+function collectingTable() {
+  const expired: ExpiredToken[] = [];
+  let wake = () => {};
+  const table = new TokenTable((batch) => {
+    expired.push(...batch);
+    wake();
+  });
+  const expiredCount = async (count: number) => {
+    while (expired.length < count) await new Promise<void>((resolve) => wake = resolve);
+    return expired;
+  };
+  return { table, expired, expiredCount };
+}
+
+Deno.test("TokenTable: tokens issued in any order expire soonest first, each once", async () => {
+  const { table, expiredCount } = collectingTable();
+  try {
+    // 10 groups of lifetimes 4 ms apart, issued shuffled: the heap must order them.
+    const lifetimes = Array.from({ length: 200 }, (_, i) => 4 * (i % 10) + 1);
+    for (let i = lifetimes.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [lifetimes[i], lifetimes[j]] = [lifetimes[j], lifetimes[i]];
+    }
+    const lifetimeOf = new Map<string, number>();
+    for (const lifetime of lifetimes) lifetimeOf.set(table.issue("replica-a", lifetime).token, lifetime);
+    assert.equal(lifetimeOf.size, 200, "every token is new");
+    assert.equal(table.size, 200);
+
+    const expired = await expiredCount(200);
+    const order = expired.map(({ token }) => lifetimeOf.get(token)!);
+    assert.deepEqual(order, [...order].sort((a, b) => a - b), "soonest first");
+    assert.equal(new Set(expired.map(({ token }) => token)).size, 200, "each token once");
+    assert.ok(expired.every(({ issuer }) => issuer === "replica-a"));
+    assert.equal(table.size, 0);
+  } finally {
+    table.stop();
+  }
+});
+
+Deno.test("TokenTable: a token removed early never expires; the others still do", async () => {
+  const { table, expired, expiredCount } = collectingTable();
+  try {
+    const removed = table.issue("replica-a", 1).token;
+    const kept = table.issue("replica-a", 5).token;
+    assert.ok(table.isLive(removed));
+    assert.ok(table.remove(removed));
+    assert.ok(!table.isLive(removed));
+    assert.ok(!table.remove(removed), "removed once");
+    await expiredCount(1);
+    assert.deepEqual(expired.map(({ token }) => token), [kept]);
+  } finally {
+    table.stop();
+  }
+});
+
+Deno.test("TokenTable: a peer's token is added once, an expired one not at all; grants() lists the live ones", () => {
+  const { table } = collectingTable();
+  try {
+    const grant = { token: "ab".repeat(16), issuer: "replica-b", expiresAt: Date.now() + 60_000 };
+    assert.ok(table.add(grant));
+    assert.ok(!table.add(grant), "known already");
+    assert.ok(!table.add({ token: "cd".repeat(16), issuer: "replica-b", expiresAt: Date.now() - 1 }), "expired");
+    assert.ok(table.isLive(grant.token));
+    const own = table.issue("replica-a", 60_000);
+    assert.match(own.token, /^[0-9a-f]{32}$/);
+    const grants = table.grants().sort((a, b) => a.issuer.localeCompare(b.issuer));
+    assert.deepEqual(grants.map(({ token, issuer }) => ({ token, issuer })), [
+      { token: own.token, issuer: "replica-a" },
+      { token: grant.token, issuer: "replica-b" },
+    ]);
+    assert.ok(grants.every(({ expiresAt }) => expiresAt > Date.now()));
+  } finally {
+    table.stop();
+  }
+});
