@@ -36,6 +36,7 @@
  * @module
  */
 import { CorruptFileError, readJsonFile, writeTextFileAtomic } from "./json_file.ts";
+import { NameIndex, TagIndex } from "./catalog_index.ts";
 import { describeError, type Logger } from "./service.ts";
 
 /** A title's name and tags, as clients see them. */
@@ -214,11 +215,10 @@ export class CatalogDatabase {
   readonly replica: string;
   readonly #logger: Logger;
   readonly #titles = new Map<string, StoredTitle>();
-  /** Ids and search keys of the names by position: a scan of two flat arrays is the fastest substring search here. */
+  /** Title ids by position, the position of their names in the name index. */
   readonly #ids: string[] = [];
-  readonly #nameKeys: string[] = [];
-  /** Tag search key -> ids of the titles that have the tag. */
-  readonly #byTag = new Map<string, Set<string>>();
+  readonly #names = new NameIndex();
+  readonly #tags = new TagIndex();
   /** The Lamport clock: the greatest version counter seen, in an edit here or from another replica. */
   #clock = 0;
   /** Title id -> the number of its latest change, ordered by that number (a changed title moves to the end). */
@@ -397,25 +397,13 @@ export class CatalogDatabase {
   /** Ids of the titles whose name equals (`exact`) or contains `name`, compared as search keys. */
   findByName(name: string, exact: boolean): string[] {
     const key = searchKey(name);
-    // Locals, not private fields, inside the loop: V8 runs this scan about three times faster.
-    const [nameKeys, ids] = [this.#nameKeys, this.#ids];
-    const found: string[] = [];
-    for (let position = 0; position < nameKeys.length; position++) {
-      if (exact ? nameKeys[position] === key : nameKeys[position].includes(key)) found.push(ids[position]);
-    }
-    return found;
+    const positions = exact ? this.#names.findExact(key) : this.#names.findContaining(key);
+    return positions.map((position) => this.#ids[position]);
   }
 
   /** Ids of the titles that have every one (`all`) or at least one of `tags`; none for no tags. */
   findByTags(tags: string[], all: boolean): string[] {
-    const keys = [...new Set(tags.map(searchKey))];
-    const sets = keys.map((key) => this.#byTag.get(key) ?? new Set<string>());
-    if (!all) return [...new Set(sets.flatMap((ids) => [...ids]))];
-    if (sets.length === 0) return [];
-    // Every title of the answer is in the smallest set: check only those against the others.
-    sets.sort((a, b) => a.size - b.size);
-    const [smallest, ...others] = sets;
-    return [...smallest].filter((id) => others.every((ids) => ids.has(id)));
+    return this.#tags.find(tags.map(searchKey), all);
   }
 
   /** Writes what is pending, folds the journal into the JSON file and closes it (at shutdown). */
@@ -450,8 +438,8 @@ export class CatalogDatabase {
       this.#setName(known, title.name, title.nameVersion);
     } else {
       known = { name: title.name, nameVersion: title.nameVersion, tagStates: new Map(), tags: [], position: -1 };
-      known.position = this.#ids.push(id) - 1;
-      this.#nameKeys.push(searchKey(title.name));
+      known.position = this.#names.add(searchKey(title.name));
+      this.#ids.push(id);
       this.#titles.set(id, known);
     }
     const states = new Map<string, TagState>();
@@ -468,26 +456,18 @@ export class CatalogDatabase {
   #setName(title: StoredTitle, name: string, version: Version): void {
     title.name = name;
     title.nameVersion = version;
-    this.#nameKeys[title.position] = searchKey(name);
+    this.#names.set(title.position, searchKey(name));
   }
 
   /** Gives title `id` the tags `states`, and brings the tag index up to date. */
   #setTags(id: string, title: StoredTitle, states: Map<string, TagState>): void {
-    for (const [key, { present }] of title.tagStates) {
-      const ids = present ? this.#byTag.get(key) : undefined;
-      ids?.delete(id);
-      if (ids?.size === 0) this.#byTag.delete(key);
-    }
+    for (const [key, { present }] of title.tagStates) if (present) this.#tags.delete(id, key);
     title.tagStates = states;
     const present = [...states].filter(([, state]) => state.present);
     // One order on every replica: the order of the edits that added them.
     present.sort(([, a], [, b]) => compareVersions(a.version, b.version) || compareText(a.tag, b.tag));
     title.tags = present.map(([, { tag }]) => tag);
-    for (const [key] of present) {
-      let ids = this.#byTag.get(key);
-      if (!ids) this.#byTag.set(key, ids = new Set());
-      ids.add(id);
-    }
+    for (const [key] of present) this.#tags.add(id, key);
   }
 
   /** Title `id` changed in memory: it gets the next change number; resolves once it is on disk. */

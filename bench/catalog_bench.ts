@@ -1,38 +1,57 @@
 /**
- * The MediaCatalog at scale: start-up time, getTilesByName and getTilesByTags
- * calls/s with 1 and 8 callers on 1,000 and 100,000 titles, the same searches
- * timed inside the process (server side), and edit latency (p50/p99) until
- * the edit is durable, through Ice and inside the process.
+ * The MediaCatalog at scale, on 1,000, 100,000 and 1,000,000 titles:
+ * - start-up to ready, beside a bare Deno script that reads and `JSON.parse`s
+ *   the same file, with peak RSS at 1,000,000 titles;
+ * - getTilesByName calls/s through Ice with 8 callers, exact (one title found)
+ *   and substring, and getTilesByTags;
+ * - the same searches timed inside the process (server side), and the memory
+ *   the name index costs per title;
+ * - edit latency (p50/p99) until the edit is durable, through Ice and inside
+ *   the process.
+ *
+ * With `BENCH_BASE=<another clone>/` (set up with `./setup`) the same figures
+ * are taken from that clone's catalog in the same run, interleaved round by
+ * round, and printed as ratios (median and spread over the rounds).
  *
  * @module
  */
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
 import { CatalogDatabase } from "../catalog_database.ts";
+import { NameIndex } from "../catalog_index.ts";
+import { searchKey } from "../catalog_database.ts";
 import { createLogger, initializeCommunicator } from "../service.ts";
-import { IceStormServer, ROOT, startIceFlixService, startService } from "../tests/harness.ts";
-import { latencySummary } from "./stats.ts";
+import { Child, IceStormServer, ROOT, startService } from "../tests/harness.ts";
+import { latencySummary, percentile } from "./stats.ts";
 
 const SECONDS = 2;
+const ROUNDS = 3;
 const EDITS = 300;
 const WORDS = ["noche", "película", "river", "dark", "light", "ciudad", "blue", "rojo", "story", "king", "mar", "sol"];
 const TAGS = 1000;
-const NAME_QUERY = "RIVER 77"; // a few dozen to a few hundred titles
+const SUBSTRING_QUERY = "RIVER 77"; // a few dozen to a few hundred titles
 const TAG_QUERY = ["tag-7", "tag-11"]; // any of two tags: about 0.6% of the titles
+const BASE = Deno.env.get("BENCH_BASE");
+
+/** The name of title number `i`: unique, two words and the number. */
+function titleName(i: number): string {
+  return `${WORDS[i % 12]} ${WORDS[(i * 7 + 3) % 12]} ${i}`;
+}
+const EXACT_QUERY = titleName(500).toUpperCase(); // one title, in every database
+
+/** The id of title number `i`. */
+function titleId(i: number): string {
+  return i.toString(16).padStart(64, "0");
+}
 
 /** A database file with `count` titles, three tags each. */
-async function writeDatabase(path: string, count: number): Promise<string[]> {
-  const ids: string[] = [];
+async function writeDatabase(path: string, count: number): Promise<void> {
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
-    const id = i.toString(16).padStart(64, "0");
-    const name = `${WORDS[i % 12]} ${WORDS[(i * 7 + 3) % 12]} ${i}`;
     const tags = [0, 1, 2].map((k) => `tag-${(i * (k * 2 + 3) + k) % TAGS}`);
-    ids.push(id);
-    lines.push(`  ${JSON.stringify(id)}: ${JSON.stringify({ name, tags })}`);
+    lines.push(`  ${JSON.stringify(titleId(i))}: ${JSON.stringify({ name: titleName(i), tags })}`);
   }
   await Deno.writeTextFile(path, `{\n${lines.join(",\n")}\n}\n`);
-  return ids;
 }
 
 /** Calls/s of `call` with `callers` concurrent callers for SECONDS. */
@@ -48,78 +67,236 @@ async function rate(callers: number, call: () => PromiseLike<unknown>): Promise<
   return Math.round(calls / SECONDS);
 }
 
+/** Peak resident memory of process `pid` so far, in MB. */
+function peakRss(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Math.round(Number(/VmHWM:\s+(\d+)/.exec(status)![1]) / 1024);
+}
+
+/** `median (min-max)` of `values`, as ratios. */
+function spread(values: number[]): string {
+  return `${percentile(values, 50).toFixed(2)}x (${Math.min(...values).toFixed(2)}-${Math.max(...values).toFixed(2)})`;
+}
+
+/** A catalog of one clone (`root`) over the database `path`, with an IceStorm of its own (so no two replicate). */
+interface RunningCatalog {
+  child: Child;
+  icestorm: IceStormServer;
+  catalog: IceFlix.MediaCatalogPrx;
+  /** Milliseconds from spawn to its proxy on stdout. */
+  ready: number;
+}
+
+/** Starts the catalog of clone `root` on database `path`, with a new IceStorm unless given one (then stopped with it). */
+async function startCatalog(root: string, path: string, shared?: IceStormServer): Promise<RunningCatalog> {
+  const icestorm = shared ?? await IceStormServer.start();
+  const started = performance.now();
+  const child = new Child(`${root}run_service`, [
+    "catalog",
+    icestorm.option,
+    `--IceFlix.Catalog.DatabaseFile=${path}`,
+  ], { cwd: root });
+  const proxy = await child.line(1, 120);
+  const ready = performance.now() - started;
+  return { child, icestorm, catalog: IceFlix.MediaCatalogPrx.uncheckedCast(client.stringToProxy(proxy)), ready };
+}
+
+async function stopCatalog(running: RunningCatalog): Promise<void> {
+  await running.child.stop();
+  await running.icestorm.stop();
+}
+
+/** Milliseconds a bare Deno process takes to read and parse `path`, and its peak RSS in MB. */
+async function bareParse(path: string): Promise<{ ms: number; rss: number }> {
+  const script = `JSON.parse(Deno.readTextFileSync(${JSON.stringify(path)}));` +
+    `console.log(/VmHWM:\\s+(\\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))[1]);`;
+  const started = performance.now();
+  const output = await new Deno.Command(Deno.execPath(), { args: ["eval", script], stderr: "inherit" }).output();
+  const ms = performance.now() - started;
+  return { ms, rss: Math.round(Number(new TextDecoder().decode(output.stdout)) / 1024) };
+}
+
+/** In a process of its own with `--expose-gc`: the bytes per title the name index costs over `count` names. */
+async function indexMemory(count: number): Promise<string> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--v8-flags=--expose-gc", import.meta.filename!, "index-memory", String(count)],
+    stderr: "inherit",
+  }).output();
+  return new TextDecoder().decode(output.stdout).trim();
+}
+
+if (Deno.args[0] === "index-memory") {
+  const count = Number(Deno.args[1]);
+  const gc = (globalThis as unknown as { gc: () => void }).gc;
+  const keys = Array.from({ length: count }, (_, i) => searchKey(titleName(i)));
+  const used = () => {
+    gc();
+    const { heapUsed, external } = Deno.memoryUsage();
+    return heapUsed + external;
+  };
+  const before = used();
+  const index = new NameIndex();
+  for (const key of keys) index.add(key);
+  const bytes = used() - before;
+  console.log(
+    `${Math.round(bytes / count)} bytes/title (${Math.round(index.indexBytes / count)} of them trigram lists; ` +
+      `names of ${Math.round(keys.reduce((sum, key) => sum + key.length, 0) / count)} characters on average)`,
+  );
+  Deno.exit(0);
+}
+
 await Deno.mkdir(`${ROOT}data`, { recursive: true });
 const folder = await Deno.makeTempDir({ dir: `${ROOT}data`, prefix: "catalog-bench-" });
-const icestorm = await IceStormServer.start();
-const options = [icestorm.option, "--IceFlix.LogLevel=info"];
-const toy = await startService("tests/toy_service.ts", ["--ToyAdapter.Endpoints=tcp -h 127.0.0.1", ...options]);
+const baseFolder = BASE && await Deno.makeTempDir({ dir: `${BASE}data`, prefix: "catalog-bench-" });
 const client = initializeCommunicator([]);
+const paths = new Map<number, { ours: string; base?: string }>();
+const running: RunningCatalog[] = [];
 try {
-  for (const count of [1_000, 100_000]) {
-    const label = count.toLocaleString("en");
-    const path = `${folder}/catalog-${count}.json`;
-    const ids = await writeDatabase(path, count);
+  for (const count of [1_000, 100_000, 1_000_000]) {
+    const ours = `${folder}/catalog-${count}.json`;
+    await writeDatabase(ours, count);
+    const base = baseFolder ? `${baseFolder}/catalog-${count}.json` : undefined;
+    if (base) await Deno.copyFile(ours, base);
+    paths.set(count, { ours, base });
+  }
+  const label = (count: number) => count.toLocaleString("en");
 
-    const started = performance.now();
-    const { child, proxy } = await startIceFlixService("catalog", [
-      ...options,
-      `--IceFlix.Catalog.DatabaseFile=${path}`,
-    ]);
-    const loading = / loaded from .* in (\d+) ms/.exec(child.stderr)?.[1];
-    console.log(
-      `start-up with ${label} titles: ${Math.round(performance.now() - started)} ms to ready (${loading} ms loading)`,
-    );
-    const catalog = IceFlix.MediaCatalogPrx.uncheckedCast(client.stringToProxy(proxy));
-    const found = [(await catalog.getTilesByName(NAME_QUERY, false)).length];
-    found.push((await catalog.getTilesByTags(TAG_QUERY, false)).length);
-    for (const callers of [1, 8]) {
-      const byName = await rate(callers, () => catalog.getTilesByName(NAME_QUERY, false));
-      console.log(`getTilesByName, ${label} titles (${found[0]} found), ${callers} caller(s): ${byName} calls/s`);
-      const byTags = await rate(callers, () => catalog.getTilesByTags(TAG_QUERY, false));
-      console.log(`getTilesByTags, ${label} titles (${found[1]} found), ${callers} caller(s): ${byTags} calls/s`);
+  console.log("# start-up to ready (ms), rounds interleaved: bare read+JSON.parse / this clone / base");
+  for (const count of [100_000, 1_000_000]) {
+    const { ours, base } = paths.get(count)!;
+    const ratios: number[] = [];
+    const baseRatios: number[] = [];
+    for (let round = 0; round < (count === 100_000 ? ROUNDS : 1); round++) {
+      const bare = await bareParse(ours);
+      const mine = await startCatalog(ROOT, ours);
+      const mineRss = peakRss(mine.child.process.pid);
+      await stopCatalog(mine);
+      const theirs = base ? await startCatalog(BASE!, base) : undefined;
+      const theirsRss = theirs && peakRss(theirs.child.process.pid);
+      if (theirs) await stopCatalog(theirs);
+      ratios.push(mine.ready / bare.ms);
+      if (theirs) baseRatios.push(theirs.ready / bare.ms);
+      console.log(
+        `${label(count)} titles, round ${round + 1}: bare ${Math.round(bare.ms)} ms (peak RSS ${bare.rss} MB), ` +
+          `catalog ${Math.round(mine.ready)} ms (peak RSS ${mineRss} MB)` +
+          (theirs ? `, base ${Math.round(theirs.ready)} ms (peak RSS ${theirsRss} MB)` : ""),
+      );
     }
+    console.log(
+      `${label(count)} titles: catalog ready / bare parse ${spread(ratios)}` +
+        (baseRatios.length ? `; base ready / bare parse ${spread(baseRatios)}` : ""),
+    );
+  }
 
-    // Edits through Ice: the token is checked with the toy Authenticator, the reply comes once the edit is durable.
+  console.log("# searches through Ice, 8 callers, calls/s, rounds interleaved");
+  const servers: { name: string; count: number; catalog: IceFlix.MediaCatalogPrx }[] = [];
+  // The edits below need an Authenticator: the toy one, known to the catalog of 100,000 titles from its start.
+  const editIceStorm = await IceStormServer.start();
+  const toy = await startService("tests/toy_service.ts", [
+    "--ToyAdapter.Endpoints=tcp -h 127.0.0.1",
+    editIceStorm.option,
+  ]);
+  for (const count of [1_000, 100_000, 1_000_000]) {
+    const { ours, base } = paths.get(count)!;
+    running.push(await startCatalog(ROOT, ours, count === 100_000 ? editIceStorm : undefined));
+    servers.push({ name: "catalog", count, catalog: running.at(-1)!.catalog });
+    if (base && count === 100_000) {
+      running.push(await startCatalog(BASE!, base));
+      servers.push({ name: "base", count, catalog: running.at(-1)!.catalog });
+    }
+  }
+  const searches = {
+    exact: (catalog: IceFlix.MediaCatalogPrx) => catalog.getTilesByName(EXACT_QUERY, true),
+    substring: (catalog: IceFlix.MediaCatalogPrx) => catalog.getTilesByName(SUBSTRING_QUERY, false),
+    tags: (catalog: IceFlix.MediaCatalogPrx) => catalog.getTilesByTags(TAG_QUERY, false),
+  };
+  const rates = new Map<string, number[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [search, call] of Object.entries(searches)) {
+      for (const { name, count, catalog } of servers) {
+        const found = (await call(catalog)).length;
+        const calls = await rate(8, () => call(catalog));
+        const key = `${search} ${name} ${count}`;
+        rates.set(key, [...rates.get(key) ?? [], calls]);
+        console.log(
+          `round ${round + 1}: ${search}, ${name}, ${label(count)} titles (${found} found): ${calls} calls/s`,
+        );
+      }
+    }
+  }
+  const ratio = (a: string, b: string) => {
+    const [x, y] = [rates.get(a)!, rates.get(b)!];
+    return spread(x.map((value, round) => value / y[round]));
+  };
+  for (const search of Object.keys(searches)) {
+    console.log(`${search}: 100,000 / 1,000 titles ${ratio(`${search} catalog 100000`, `${search} catalog 1000`)}`);
+    console.log(`${search}: 1,000,000 / 1,000 titles ${ratio(`${search} catalog 1000000`, `${search} catalog 1000`)}`);
+    if (BASE) {
+      console.log(
+        `${search}: this clone / base, 100,000 titles ${ratio(`${search} catalog 100000`, `${search} base 100000`)}`,
+      );
+    }
+  }
+
+  // Edits through Ice: the token is checked with the toy Authenticator, the reply comes once the edit is durable.
+  try {
+    const catalog = servers.find((server) => server.name === "catalog" && server.count === 100_000)!.catalog;
     const edits: number[] = [];
     for (let i = 0; i < EDITS; i++) {
-      const id = ids[(i * 7919) % ids.length];
+      const id = titleId((i * 7919) % 100_000);
       const start = performance.now();
       await (i % 2
         ? catalog.addTags(id, [`bench-${i}`], "toy-token")
         : catalog.renameTile(id, `Bench ${i}`, "toy-token"));
       edits.push(performance.now() - start);
     }
-    console.log(`edit until durable, ${label} titles, through Ice (token check included): ${latencySummary(edits)}`);
-    await child.stop();
+    console.log(`edit until durable, 100,000 titles, through Ice (token check included): ${latencySummary(edits)}`);
+  } finally {
+    await toy.child.stop();
   }
+  for (const server of running.splice(0)) await stopCatalog(server);
 
   // The same work inside one process: what the server spends per search and per edit.
+  console.log("# inside the process (server side)");
   const logger = createLogger("bench", client.getProperties());
-  const database = await CatalogDatabase.open(`${folder}/catalog-100000.json`, logger);
-  const time = (work: () => unknown) => {
-    const start = performance.now();
-    work();
-    return performance.now() - start;
-  };
-  const names = Array.from({ length: 200 }, () => time(() => database.findByName(NAME_QUERY, false)));
-  console.log(`server side getTilesByName, 100,000 titles: ${latencySummary(names)}`);
-  const tags = Array.from({ length: 200 }, () => time(() => database.findByTags(TAG_QUERY, false)));
-  console.log(`server side getTilesByTags, 100,000 titles: ${latencySummary(tags)}`);
-  const edits: number[] = [];
-  for (let i = 0; i < EDITS; i++) {
-    const start = performance.now();
-    await database.addTags(((i * 7919) % 100_000).toString(16).padStart(64, "0"), [`local-${i}`]);
-    edits.push(performance.now() - start);
+  for (const count of [100_000, 1_000_000]) {
+    const database = await CatalogDatabase.open(paths.get(count)!.ours, logger);
+    const time = (work: () => unknown) => {
+      const start = performance.now();
+      work();
+      return performance.now() - start;
+    };
+    const queries = [SUBSTRING_QUERY, "noche", "a dark 1234", "x", "película sol 99"];
+    for (const query of queries) {
+      const found = database.findByName(query, false).length;
+      const samples = Array.from({ length: 200 }, () => time(() => database.findByName(query, false)));
+      console.log(
+        `getTilesByName substring "${query}", ${label(count)} titles (${found} found): ${latencySummary(samples)}`,
+      );
+    }
+    const exact = Array.from({ length: 200 }, () => time(() => database.findByName(EXACT_QUERY, true)));
+    console.log(`getTilesByName exact, ${label(count)} titles: ${latencySummary(exact, { digits: 3 })}`);
+    const tags = Array.from({ length: 200 }, () => time(() => database.findByTags(TAG_QUERY, false)));
+    console.log(`getTilesByTags, ${label(count)} titles: ${latencySummary(tags)}`);
+    if (count === 100_000) {
+      const edits: number[] = [];
+      for (let i = 0; i < EDITS; i++) {
+        const start = performance.now();
+        await database.addTags(titleId((i * 7919) % count), [`local-${i}`]);
+        edits.push(performance.now() - start);
+      }
+      console.log(`edit until durable (journal append + sync), ${label(count)} titles: ${latencySummary(edits)}`);
+      const start = performance.now();
+      await database.close();
+      console.log(
+        `journal folded into the JSON file (rewrite of 100,000 titles): ${Math.round(performance.now() - start)} ms`,
+      );
+    }
   }
-  console.log(`server side edit until durable (journal append + sync), 100,000 titles: ${latencySummary(edits)}`);
-  const start = performance.now();
-  await database.close();
-  console.log(
-    `journal folded into the JSON file (rewrite of 100,000 titles): ${Math.round(performance.now() - start)} ms`,
-  );
+  console.log(`name index memory, 1,000,000 titles: ${await indexMemory(1_000_000)}`);
 } finally {
+  for (const server of running) await stopCatalog(server);
   await client.destroy();
-  await toy.child.stop();
-  await icestorm.stop();
   await Deno.remove(folder, { recursive: true });
+  if (baseFolder) await Deno.remove(baseFolder, { recursive: true });
 }

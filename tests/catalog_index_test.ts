@@ -1,0 +1,119 @@
+/**
+ * The search indexes answer as a plain scan of every title does (the code
+ * they replaced), on random Unicode names and tags under random edits. Pure
+ * code: no processes, no files.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { NameIndex, TagIndex } from "../catalog_index.ts";
+import { searchKey } from "../catalog_database.ts";
+
+/** A small deterministic generator (mulberry32), so that a failure repeats. */
+function randomGenerator(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Pieces whose case folding or normalization is tricky, and a few plain ones that make repeats likely. */
+const PIECES = [
+  "a",
+  "b",
+  "ab",
+  "aba",
+  "río",
+  "RÍO",
+  "ri\u0301o",
+  "straße",
+  "STRASSE",
+  "ß",
+  "ẞ",
+  "İ",
+  "ı",
+  "i",
+  "I",
+  "Σ",
+  "σ",
+  "ς",
+  "ﬁ",
+  "FI",
+  "ǅ",
+  "😀",
+  "\u{1f600}x",
+  " ",
+  "-",
+  "7",
+  "77",
+  "noche",
+  "NOCHE",
+  "ñ",
+  "n\u0303",
+  "Ω",
+  "Ω",
+];
+
+Deno.test("catalog index: name and tag searches answer as a scan does, through random names, renames and tag edits", () => {
+  const random = randomGenerator(14);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+  const text = (pieces: number) => Array.from({ length: pieces }, () => pick(PIECES)).join("");
+
+  const names = new NameIndex();
+  const tagIndex = new TagIndex();
+  // The scan keeps each name's search key, as the code the index replaced did.
+  const titles: { id: string; name: string; key: string; tags: Set<string> }[] = [];
+  const scanByName = (query: string, exact: boolean) => {
+    const key = searchKey(query);
+    return titles.flatMap((title, position) => (exact ? title.key === key : title.key.includes(key)) ? [position] : []);
+  };
+  const scanByTags = (query: string[], all: boolean) => {
+    const keys = query.map(searchKey);
+    if (keys.length === 0) return [];
+    return titles.filter(({ tags }) => all ? keys.every((key) => tags.has(key)) : keys.some((key) => tags.has(key)))
+      .map(({ id }) => id).sort();
+  };
+
+  for (let step = 0; step < 3000; step++) {
+    const action = random();
+    if (action < 0.4 || titles.length === 0) {
+      const name = text(1 + Math.floor(random() * 6));
+      assert.equal(names.add(searchKey(name)), titles.length);
+      titles.push({ id: `id-${titles.length}`, name, key: searchKey(name), tags: new Set() });
+    } else if (action < 0.6) {
+      const position = Math.floor(random() * titles.length);
+      const title = titles[position];
+      title.name = random() < 0.2 ? pick(titles).name : text(1 + step % 5);
+      title.key = searchKey(title.name);
+      names.set(position, title.key);
+    } else if (action < 0.8) {
+      const title = pick(titles);
+      const key = searchKey(text(1));
+      if (random() < 0.6) {
+        title.tags.add(key);
+        tagIndex.add(title.id, key);
+      } else if (title.tags.delete(key)) tagIndex.delete(title.id, key);
+    } else {
+      // A query: a piece of a name in another case, or random text, or a name whole.
+      const name = pick(titles).name;
+      const start = Math.floor(random() * name.length);
+      const query = random() < 0.5
+        ? name.slice(start, start + Math.floor(random() * 6)).toUpperCase()
+        : text(1 + step % 3);
+      assert.deepEqual(names.findContaining(searchKey(query)), scanByName(query, false), `contains ${query}`);
+      assert.deepEqual(names.findExact(searchKey(query)), scanByName(query, true), `exact ${query}`);
+      assert.deepEqual(names.findExact(searchKey(name)), scanByName(name, true), `exact ${name}`);
+      const tagQuery = Array.from({ length: step % 4 }, () => text(1));
+      for (const all of [false, true]) {
+        assert.deepEqual(
+          tagIndex.find(tagQuery.map(searchKey), all).sort(),
+          scanByTags(tagQuery, all),
+          `tags ${tagQuery}`,
+        );
+      }
+    }
+  }
+  assert.deepEqual(names.findContaining(""), titles.map((_, position) => position), "every name contains nothing");
+});
