@@ -22,17 +22,21 @@ export interface Logger {
 
 /**
  * A logger for `component` that writes the levels up to `IceFlix.LogLevel`
- * (default `info`) to stderr.
+ * (default `info`) to stderr, or to `write` (the client prints them above its prompt).
  */
-export function createLogger(component: string, properties: Ice.Properties): Logger {
+export function createLogger(
+  component: string,
+  properties: Ice.Properties,
+  write: (line: string) => void = console.error,
+): Logger {
   const configured = properties.getPropertyWithDefault("IceFlix.LogLevel", "info").toLowerCase();
   const threshold = LOG_LEVELS.indexOf(configured as LogLevel);
-  const write = (level: LogLevel) => (message: string) => {
+  const at = (level: LogLevel) => (message: string) => {
     if (LOG_LEVELS.indexOf(level) <= (threshold < 0 ? 2 : threshold)) {
-      console.error(`${new Date().toISOString()} ${component} ${level.toUpperCase()} ${message}`);
+      write(`${new Date().toISOString()} ${component} ${level.toUpperCase()} ${message}`);
     }
   };
-  return { error: write("error"), warn: write("warn"), info: write("info"), debug: write("debug") };
+  return { error: at("error"), warn: at("warn"), info: at("info"), debug: at("debug") };
 }
 
 /** One line that says what went wrong, for logs and for users. */

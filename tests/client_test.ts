@@ -2,31 +2,41 @@
  * End to end: ./run_iceflix brings the whole platform up (its own IceStorm,
  * Main and free ports, short token lifetime and grace period), and the client
  * (./run_client) is driven as a user would drive it: in script mode, and on a
- * pseudo-terminal for the hidden password. Real IceStorm, real services, real
- * GStreamer on both ends.
+ * pseudo-terminal (script(1)), where what it shows is read off an emulated
+ * screen. The terminal checks are numbered after issue 11's points. Real
+ * IceStorm, real services, real GStreamer on both ends.
  */
 import assert from "node:assert/strict";
 import { sha256Hex } from "../users.ts";
-import { Child, freePort, IceStormServer, processExists, ROOT, startIceFlixService } from "./harness.ts";
+import { Child, delay, freePort, IceStormServer, processExists, ROOT, startIceFlixService } from "./harness.ts";
+import { TerminalScreen } from "./terminal_screen.ts";
 
 /** A platform of its own run by ./run_iceflix, with its data (users, catalog, logs, pids) in a scratch folder. */
 class Platform {
   private constructor(
     readonly child: Child,
     readonly mainProxy: string,
-    readonly icestormProxy: string,
+    readonly icestormPort: number,
+    readonly mainPort: number,
     readonly dir: string,
   ) {}
 
-  /** Starts ./run_iceflix with users demo/demo and alice/"Open Sesame 42!", and waits for Main's proxy. */
-  static async start(properties: string[]): Promise<Platform> {
+  /**
+   * Starts ./run_iceflix with users demo/demo and alice/"Open Sesame 42!", and waits for Main's proxy. `again`
+   * starts a stopped platform anew on the same ports and data.
+   */
+  static async start(properties: string[], again?: Platform): Promise<Platform> {
     // Inside the checkout: the services may only read and write there (run_service's permissions).
-    const dir = await Deno.makeTempDir({ dir: `${ROOT}data`, prefix: "client-test-" });
-    await Deno.writeTextFile(
-      `${dir}/users.json`,
-      JSON.stringify({ demo: await sha256Hex("demo"), alice: await sha256Hex("Open Sesame 42!") }),
-    );
-    const [icestormPort, mainPort] = [await freePort(), await freePort()];
+    const dir = again?.dir ?? await Deno.makeTempDir({ dir: `${ROOT}data`, prefix: "client-test-" });
+    if (!again) {
+      await Deno.writeTextFile(
+        `${dir}/users.json`,
+        JSON.stringify({ demo: await sha256Hex("demo"), alice: await sha256Hex("Open Sesame 42!") }),
+      );
+    }
+    const [icestormPort, mainPort] = again
+      ? [again.icestormPort, again.mainPort]
+      : [await freePort(), await freePort()];
     const child = new Child(`${ROOT}run_iceflix`, [
       ...["--data", dir, "--icestorm-port", String(icestormPort)],
       ...["--main-endpoints", `tcp -h 127.0.0.1 -p ${mainPort}`],
@@ -36,7 +46,11 @@ class Platform {
       ...properties,
     ]);
     const mainProxy = await child.line(1, 120);
-    return new Platform(child, mainProxy, `IceStorm/TopicManager:tcp -h 127.0.0.1 -p ${icestormPort}`, dir);
+    return new Platform(child, mainProxy, icestormPort, mainPort, dir);
+  }
+
+  get icestormProxy(): string {
+    return `IceStorm/TopicManager:tcp -h 127.0.0.1 -p ${this.icestormPort}`;
   }
 
   /** The pids run_iceflix wrote in its pid files. */
@@ -91,12 +105,111 @@ function playingStates(lines: string[]): [number, number][] {
   });
 }
 
+/** Columns and rows of the pseudo-terminal (tmux's 160x45, as the issue's user had). */
+const [COLUMNS, ROWS] = [160, 45];
+
+/**
+ * ./run_client on a pseudo-terminal: keys typed in, the screen read off a TerminalScreen. script(1)'s shell
+ * ($SHELL, else sh; CI sets none) execs the client, so Ctrl-C reaches the client alone, as when a user starts it.
+ */
+class TerminalClient {
+  readonly #child: Deno.ChildProcess;
+  readonly #keyboard: WritableStreamDefaultWriter<Uint8Array>;
+  readonly screen = new TerminalScreen(COLUMNS, ROWS);
+  readonly #reading: Promise<void>;
+  /** The number of screen lines when {@linkcode mark} was last called: waits look below it. */
+  #mark = 0;
+
+  constructor(args: string[]) {
+    const command = [`${ROOT}run_client`, ...args].map((arg) => `'${arg}'`).join(" ");
+    const child = this.#child = new Deno.Command("script", {
+      args: ["-qec", `stty cols ${COLUMNS} rows ${ROWS}; exec ${command}`, "/dev/null"],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    this.#keyboard = this.#child.stdin.getWriter();
+    this.#reading = (async () => {
+      for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) this.screen.write(text);
+    })();
+  }
+
+  /** Types `keys` at once (a person's keys arrive one by one: type a Tab alone, after a pause). */
+  async type(...keys: string[]): Promise<void> {
+    for (const key of keys) {
+      await this.#keyboard.write(new TextEncoder().encode(key));
+      await delay(keys.length > 1 ? 150 : 0);
+    }
+  }
+
+  /** From now on, waits look at the lines below the current last one (the prompt's two lines included). */
+  mark(): void {
+    this.#mark = Math.max(0, this.screen.lines().length - 2);
+  }
+
+  /** The lines since the mark. */
+  linesSinceMark(): string[] {
+    return this.screen.lines().slice(this.#mark);
+  }
+
+  /** Waits until a line since the mark matches `pattern` (a string: a line that contains it); returns it. */
+  async waitFor(pattern: string | RegExp, seconds = 30): Promise<string> {
+    const matches = (line: string) => typeof pattern === "string" ? line.includes(pattern) : pattern.test(line);
+    for (const deadline = Date.now() + seconds * 1000;;) {
+      const line = this.linesSinceMark().find(matches);
+      if (line !== undefined) return line;
+      assert.ok(Date.now() < deadline, `${pattern} never appeared on the terminal:\n${this.screen.text()}`);
+      await delay(50);
+    }
+  }
+
+  /** The state line, the one above the prompt. */
+  stateLine(): string {
+    const lines = this.screen.lines();
+    const prompt = lines.findLastIndex((line) => line.startsWith("iceflix>"));
+    return prompt > 0 ? lines[prompt - 1] : "";
+  }
+
+  /** Waits until the state line matches `pattern`. */
+  async waitForState(pattern: RegExp, seconds = 30): Promise<void> {
+    for (const deadline = Date.now() + seconds * 1000; !pattern.test(this.stateLine());) {
+      assert.ok(Date.now() < deadline, `the state line never matched ${pattern}:\n${this.screen.text()}`);
+      await delay(50);
+    }
+  }
+
+  /** Waits for the client to end. */
+  async status(): Promise<Deno.CommandStatus> {
+    const status = await this.#child.status;
+    await this.#keyboard.close().catch(() => {});
+    await this.#reading;
+    return status;
+  }
+
+  /** Ends the client if it still runs (a failed test). */
+  async kill(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Ended already.
+    }
+    await this.status().catch(() => {});
+  }
+}
+
+/** A free TCP port's Main proxy: nothing answers there. */
+async function deadMainProxy(): Promise<string> {
+  return `Main:tcp -h 127.0.0.1 -p ${await freePort()}`;
+}
+
+/** Tokens live 2 s and a revoked stream waits 2 s for a new one: a 7 s playback lives through three renewals. */
+const PLATFORM_PROPERTIES = ["--IceFlix.Auth.TokenLifetime=2", "--IceFlix.Controller.GracePeriod=2"];
+
 Deno.test("end to end: run_iceflix, then the client searches, edits, plays with token renewal, and leaves", async (t) => {
-  // Tokens live 2 s and a revoked stream waits 2 s for a new one: a 7 s playback lives through three renewals.
-  const platform = await Platform.start(["--IceFlix.Auth.TokenLifetime=2", "--IceFlix.Controller.GracePeriod=2"]);
+  let platform = await Platform.start(PLATFORM_PROPERTIES);
   try {
-    const pids = await platform.pids();
-    assert.equal(pids.length, 4, "one pid per service");
+    assert.equal((await platform.pids()).length, 4, "one pid per service");
     assert.match(platform.child.stderr, /clients connect to Main at/);
 
     await t.step("script mode: search both ways, select, edit, play, stop, logout", async () => {
@@ -142,10 +255,10 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
         /^no titles with any of the tags no-such-tag \(the previous results are still selectable\)$/,
       );
       assert.ok(outputOf(stdout, "1").includes("state: connected · user demo · selected «test_pattern» · not playing"));
-      assert.ok(outputOf(stdout, "rename Test Card").includes("done: «Test Card», tags: none"));
-      assert.ok(outputOf(stdout, 'addtags e2e "two words"').includes("done: «Test Card», tags: e2e, two words"));
+      assert.ok(outputOf(stdout, "rename Test Card").includes("done: «Test Card»  (no tags)"));
+      assert.ok(outputOf(stdout, 'addtags e2e "two words"').includes("done: «Test Card»  [e2e, two words]"));
       assert.match(outputOf(stdout, 'tags all e2e "two words"').join("\n"), / +1\. Test Card {2}\[e2e, two words\]/);
-      assert.ok(outputOf(stdout, "removetags e2e").includes("done: «Test Card», tags: two words"));
+      assert.ok(outputOf(stdout, "removetags e2e").includes("done: «Test Card»  [two words]"));
 
       // Frames keep arriving after several token lifetimes plus grace periods: the client renewed its token and
       // answered every requestAuthentication in time.
@@ -164,49 +277,234 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
       assert.match(stdout, /^state: connected · not logged in · selected «Test Card» · not playing$/m);
     });
 
-    await t.step("terminal: the password is never shown, and Ctrl-C leaves cleanly", async () => {
-      const command = [`${ROOT}run_client`, ...platform.clientArgs()].map((arg) => `'${arg}'`).join(" ");
-      // script(1) runs the client on a pseudo-terminal: what it prints is what a user would see. Its shell ($SHELL,
-      // else sh) execs the client, so Ctrl-C reaches the client alone, as when a user starts it from a shell.
-      const child = new Deno.Command("script", {
-        args: ["-qec", `exec ${command}`, "/dev/null"],
-        cwd: ROOT,
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const keyboard = child.stdin.getWriter();
-      let screen = "";
-      const reading = (async () => {
-        for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) screen += text;
-      })();
-      const waitFor = async (text: string) => {
-        for (const deadline = Date.now() + 20_000; !screen.includes(text);) {
-          assert.ok(Date.now() < deadline, `"${text}" never appeared on the terminal:\n${screen}`);
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-      };
-      const type = (keys: string) => keyboard.write(new TextEncoder().encode(keys));
+    await t.step(
+      "terminal: line editor, Ctrl-C, quotes, words, wording, logs above the prompt (issue 11)",
+      async () => {
+        const client = new TerminalClient(
+          platform.clientArgs("--IceFlix.LogLevel=info", "--attempts", "30", "--retry-pause", "1"),
+        );
+        try {
+          await client.waitForState(/^connected · not logged in · nothing selected · not playing$/);
+          // 13: one line at start points to help, instead of the whole list.
+          assert.ok(client.screen.text().includes("type help for the commands"), client.screen.text());
+          assert.ok(!client.screen.text().includes("Commands:"), "the help is not printed at start");
 
-      await waitFor("iceflix> ");
-      await type("login alice\r");
-      await waitFor("Password (not shown): ");
-      await type("Open Sesame 42!\r");
-      await waitFor("logged in as alice");
-      await type("search\r");
-      await waitFor("2 titles at all:");
-      await waitFor("user alice");
-      await type("\x03");
-      const status = await child.status;
-      await keyboard.close().catch(() => {});
-      await reading;
-      await child.stderr.cancel();
-      assert.equal(status.code, 0, screen);
-      assert.ok(!screen.includes("Open Sesame"), `the password appeared on the terminal:\n${screen}`);
-      assert.match(screen, /logged out alice/, "leaving ends the session");
-    });
+          // 10: select with no results says so, without asking for a number first.
+          client.mark();
+          await client.type("select\r");
+          await client.waitFor("error: selecting needs search results");
+          assert.ok(!client.linesSinceMark().some((line) => line.includes("Number:")), client.screen.text());
+
+          // 8: Left moves the cursor (srch ball, Left x8, ea: search ball); Up recalls the line; Tab completes a
+          // command; Ctrl-W deletes a word.
+          client.mark();
+          await client.type("srch ball", ...Array(8).fill("\x1b[D"), "ea", "\r");
+          await client.waitFor('1 title whose name contains "ball":');
+          client.mark();
+          await client.type("\x1b[A", "\r");
+          await client.waitFor('1 title whose name contains "ball":');
+          client.mark();
+          await client.type("resu", "\t", "\r");
+          await client.waitFor(/^ +1\. bouncing_ball {2}\(no tags\)$/);
+          client.mark();
+          await client.type("search nothing", "\x17", "card\r");
+          await client.waitFor('1 title whose name contains "card":');
+
+          // 9: quotes are removed from a search's text.
+          client.mark();
+          await client.type('search "bouncing"\r');
+          await client.waitFor('1 title whose name contains "bouncing":');
+
+          // 3: Ctrl-C at the prompt cancels the line, and the client stays; at the password prompt, the login.
+          client.mark();
+          await client.type("search junk", "\x03", "status\r");
+          await client.waitFor(`Main at ${platform.mainProxy}: connected`);
+          assert.ok(!client.linesSinceMark().some((line) => line.includes('"junk"')), client.screen.text());
+          client.mark();
+          await client.type("login alice\r");
+          await client.waitFor("Password (not shown):");
+          await client.type("Open", "\x03");
+          await client.waitFor(/^cancelled$/);
+          await client.waitForState(/· not logged in ·/);
+          client.mark();
+          await client.type("login alice\r");
+          await client.waitFor("Password (not shown):");
+          await client.type("Open Sesame 42!\r");
+          await client.waitFor("logged in as alice");
+          assert.ok(
+            !client.screen.text().includes("Open"),
+            `the password appeared on the terminal:\n${client.screen.text()}`,
+          );
+
+          // 12 and 13: wording, and results sorted by name.
+          client.mark();
+          await client.type("search\r");
+          await client.waitFor("2 titles in the catalog:");
+          await client.waitFor(/^ +2\. /);
+          const results = client.linesSinceMark().filter((line) => /^ +\d\. /.test(line));
+          assert.deepEqual(results, ["  1. bouncing_ball  (no tags)", "  2. Test Card  [two words]"]);
+          client.mark();
+          await client.type("1\r");
+          await client.waitForState(/selected «bouncing_ball»/);
+          await client.type('rename "Quoted Name"\r');
+          await client.waitFor("done: «Quoted Name»  (no tags)");
+
+          // 10: extra words are refused alike; "tags all" asks for its tags.
+          client.mark();
+          await client.type("select 2 extra\r");
+          await client.waitFor('error: select takes one word; remove "extra"');
+          await client.type("1 2\r");
+          await client.waitFor('error: select takes one word; remove "2"');
+          await client.type("tags all\r");
+          await client.waitFor("Tags:");
+          await client.type("nosuch\r");
+          await client.waitFor("no titles with all of the tags nosuch");
+
+          // 7: log lines (each token renewal, at info) are printed on lines of their own above the prompt, and no
+          // redraw leaves a second state line.
+          client.mark();
+          await client.waitFor(/^\S+ client INFO session token expired; renewed$/);
+          const lines = client.screen.lines();
+          assert.ok(!lines.some((line) => /iceflix> .*client INFO/.test(line)), client.screen.text());
+          const isState = (line: string) => /^(connected|connecting|reconnecting|not connected) · /.test(line);
+          assert.ok(!lines.some((line, i) => isState(line) && isState(lines[i + 1] ?? "")), client.screen.text());
+
+          // 2 and 1: while a title plays, Main dies: the state line says so by itself; a search retries while the
+          // prompt stays usable and says what it does; stop stops the stream meanwhile; Ctrl-C cancels the search.
+          client.mark();
+          await client.type("play\r");
+          await client.waitForState(/playing 0:0\d, [1-9]\d* frames received/);
+          const mainPid = Number((await Deno.readTextFile(`${platform.dir}/pids/main.pid`)).trim().split("\n")[0]);
+          Deno.kill(mainPid, "SIGKILL");
+          await client.waitForState(/^reconnecting · user alice · selected «Quoted Name» · playing/);
+          client.mark();
+          await client.type("search\r");
+          await client.waitFor(
+            /^Main at .* is unreachable \(connection refused: nothing listens there\); attempt 1 of 30/,
+          );
+          await client.waitForState(/· searching… \(Ctrl-C cancels\)$/);
+          await client.type("stop\r");
+          await client.waitFor(/^stopped: «Quoted Name» after 0:\d\d, \d+ frames received$/);
+          await client.waitForState(/not playing · searching… \(Ctrl-C cancels\)$/);
+          await client.type("\x03");
+          await client.waitFor(/^cancelled: searching$/);
+          await client.waitForState(/^reconnecting · user alice · selected «Quoted Name» · not playing$/);
+          await client.type("help\r");
+          await client.waitFor(/^ +quit +leave/);
+
+          // 1 and 6: Main back: the state line says so, and the session is renewed by itself.
+          const main = await startIceFlixService("main", [
+            `--MainAdapter.Endpoints=tcp -h 127.0.0.1 -p ${platform.mainPort}`,
+            `--IceStorm.TopicManager.Proxy=${platform.icestormProxy}`,
+            "--IceFlix.Discovery.AnnounceInterval=1",
+          ]);
+          try {
+            await client.waitFor(`Main at ${platform.mainProxy} answers again`);
+            await client.waitFor("session of alice renewed (Main answers again)");
+            await client.waitForState(/^connected · user alice/);
+          } finally {
+            await main.child.stop();
+          }
+
+          // 6: the whole platform restarts (a new Authenticator, which never heard of the old token): the state goes
+          // to reconnecting and back, the session is renewed, and renewals go on with the new Authenticator.
+          await client.waitForState(/^reconnecting · user alice/);
+          await platform.child.stop("SIGTERM");
+          client.mark();
+          platform = await Platform.start(PLATFORM_PROPERTIES, platform);
+          await client.waitFor("session of alice renewed (Main answers again)");
+          await client.waitForState(/^connected · user alice/);
+          client.mark();
+          await client.waitFor(/^\S+ client INFO session token expired; renewed$/);
+          client.mark();
+          await client.type("search card\r");
+          await client.waitFor('1 title whose name contains "card":');
+
+          // 11: no raw Ice type names anywhere.
+          assert.ok(!client.screen.text().includes("::Ice::"), client.screen.text());
+          // Ctrl-D leaves, logging out.
+          await client.type("\x04");
+          assert.equal((await client.status()).code, 0, client.screen.text());
+          assert.match(client.screen.text(), /logged out alice/);
+        } finally {
+          await client.kill();
+        }
+      },
+    );
+
+    await t.step(
+      "terminal: one 'not connected', plain connect, a port that is not a Main (issue 11: 4, 11)",
+      async () => {
+        const startProxy = await deadMainProxy();
+        const client = new TerminalClient([
+          startProxy,
+          `--IceStorm.TopicManager.Proxy=${platform.icestormProxy}`,
+          ...["--attempts", "2", "--retry-pause", "0"],
+        ]);
+        try {
+          await client.waitFor(
+            `error: Main at ${startProxy} is unreachable (connection refused: nothing listens there); gave up after 2 attempts`,
+          );
+          await client.waitForState(/^not connected · /);
+          // 4: after a failed connect a command retries the same way as after a failed operation.
+          client.mark();
+          await client.type("search\r");
+          await client.waitFor(
+            `Main at ${startProxy} is unreachable (connection refused: nothing listens there); attempt 1 of 2`,
+          );
+          await client.waitFor(/^error: .*gave up after 2 attempts$/);
+          // 11: a live port that is not a Main is said so, and not retried.
+          client.mark();
+          const notMain = `Main:tcp -h 127.0.0.1 -p ${platform.icestormPort}`;
+          await client.type(`connect ${notMain}\r`);
+          await client.waitFor(`error: ${notMain} answers, but it is not an IceFlix Main (wrong port or identity?)`);
+          assert.ok(!client.linesSinceMark().some((line) => line.includes("attempt 1")), client.screen.text());
+          // 4: plain connect goes back to the Main given at start; then the platform's Main connects.
+          client.mark();
+          await client.type("connect\r");
+          await client.waitFor(`connecting to Main at ${startProxy}`);
+          await client.waitFor(/^error: .*gave up after 2 attempts$/);
+          await client.type(`connect ${platform.mainProxy}\r`);
+          await client.waitForState(/^connected · /);
+          assert.ok(!client.screen.text().includes("::Ice::"), client.screen.text());
+          await client.type("quit\r");
+          assert.equal((await client.status()).code, 0, client.screen.text());
+        } finally {
+          await client.kill();
+        }
+      },
+    );
+
+    await t.step(
+      "terminal: a wrong IceStorm is reported with its address and the fix; renewals go on (issue 11: 5)",
+      async () => {
+        const wrongIceStorm = `IceStorm/TopicManager:tcp -h 127.0.0.1 -p ${await freePort()}`;
+        const client = new TerminalClient([
+          platform.mainProxy,
+          `--IceStorm.TopicManager.Proxy=${wrongIceStorm}`,
+          ...["--player", "headless", "--IceFlix.LogLevel=info"],
+        ]);
+        try {
+          await client.waitForState(/^connected · /);
+          await client.type("login alice\r");
+          await client.waitFor("Password (not shown):");
+          await client.type("Open Sesame 42!\r");
+          await client.waitFor(
+            `IceStorm at ${wrongIceStorm} does not answer (connection refused: nothing listens there)`,
+          );
+          await client.waitFor("--IceStorm.TopicManager.Proxy=...");
+          client.mark();
+          await client.waitFor(/^\S+ client INFO session token expired; renewed$/);
+          await client.type("quit\r");
+          assert.equal((await client.status()).code, 0, client.screen.text());
+        } finally {
+          await client.kill();
+        }
+      },
+    );
 
     await t.step("run_iceflix stops everything it started on SIGTERM", async () => {
+      const pids = await platform.pids();
       assert.equal((await platform.child.stop("SIGTERM")).code, 0, platform.child.stderr);
       for (const pid of pids) {
         assert.ok(!processExists(pid), `process ${pid} is still running`);
@@ -222,22 +520,29 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
 
 Deno.test("client: Main unreachable or without services -> announced retries, then one clean message", async () => {
   const port = await freePort();
+  const longQuery = "x".repeat(20_000);
   const unreachable = await runClientScript(
-    [`Main:tcp -h 127.0.0.1 -p ${port}`, "--retries", "3", "--retry-pause", "0.1"],
-    "search anything\nquit\n",
+    [`Main:tcp -h 127.0.0.1 -p ${port}`, "--attempts", "3", "--retry-pause", "0.1"],
+    `search anything\nsearch ${longQuery}\nquit\n`,
   );
   assert.equal(unreachable.code, 1);
-  const problem = `Main at Main:tcp -h 127.0.0.1 -p ${port} is unreachable (::Ice::ConnectionRefusedException)`;
+  const problem = `Main at Main:tcp -h 127.0.0.1 -p ${port} is unreachable (connection refused: nothing listens there)`;
   assert.deepEqual(unreachable.stdout.split("\n").slice(0, 4), [
     `connecting to Main at Main:tcp -h 127.0.0.1 -p ${port}`,
     `${problem}; attempt 1 of 3, retrying in 0.1 s`,
     `${problem}; attempt 2 of 3, retrying in 0.1 s`,
     `error: ${problem}; gave up after 3 attempts`,
   ]);
+  // After a failed connect, a command retries just as after a failed operation (one "not connected").
   assert.deepEqual(outputOf(unreachable.stdout, "search anything"), [
-    "error: not connected to Main (use connect)",
+    `${problem}; attempt 1 of 3, retrying in 0.1 s`,
+    `${problem}; attempt 2 of 3, retrying in 0.1 s`,
+    `error: ${problem}; gave up after 3 attempts`,
     "state: not connected · not logged in · nothing selected · not playing",
   ]);
+  // A 20 KB line is quoted back cut short, with its length.
+  assert.ok(unreachable.stdout.includes("… (20007 characters)"), unreachable.stdout);
+  assert.ok(unreachable.stdout.split("\n").every((line) => line.length < 300), "no line echoes the whole query");
   assert.equal(unreachable.stderr.trim(), "", "nothing else, no stack trace");
 
   // A Main with nothing to hand out answers TemporaryUnavailable: retried the same way.
@@ -245,7 +550,7 @@ Deno.test("client: Main unreachable or without services -> announced retries, th
   const main = await startIceFlixService("main", ["--MainAdapter.Endpoints=tcp -h 127.0.0.1", icestorm.option]);
   try {
     const empty = await runClientScript(
-      [main.proxy, icestorm.option, "--IceFlix.Client.Retries=2", "--IceFlix.Client.RetryPause=0.1"],
+      [main.proxy, icestorm.option, "--IceFlix.Client.Attempts=2", "--IceFlix.Client.RetryPause=0.1"],
       "search anything\n",
     );
     assert.equal(empty.code, 1);
