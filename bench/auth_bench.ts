@@ -19,7 +19,7 @@ import { IceFlix } from "../slice/iceflix.js";
 import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
-import { eventually, IceStormServer, ROOT, startIceFlixService, testCommunicator } from "../tests/harness.ts";
+import { eventually, IceStormServer, ROOT, startIceFlixService, testCommunicator } from "../harness.ts";
 import { latencySummary } from "./stats.ts";
 
 const SECONDS = 3;

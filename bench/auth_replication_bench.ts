@@ -15,15 +15,7 @@
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
 import { sha256Hex } from "../users.ts";
-import {
-  Child,
-  eventually,
-  IceStormServer,
-  ROOT,
-  scratchDir,
-  testCommunicator,
-  writeUsersFile,
-} from "../tests/harness.ts";
+import { Child, eventually, IceStormServer, ROOT, scratchDir, testCommunicator, writeUsersFile } from "../harness.ts";
 
 const SECONDS = 3;
 const CALLERS = 8;

@@ -21,7 +21,7 @@ import { CatalogDatabase } from "../catalog_database.ts";
 import { NameIndex } from "../catalog_index.ts";
 import { searchKey } from "../catalog_database.ts";
 import { createLogger, initializeCommunicator } from "../service.ts";
-import { Child, IceStormServer, ROOT, startService } from "../tests/harness.ts";
+import { Child, IceStormServer, ROOT, startService } from "../harness.ts";
 import { latencySummary, percentile } from "./stats.ts";
 
 const SECONDS = 2;

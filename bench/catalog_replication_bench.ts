@@ -10,7 +10,7 @@
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
 import { initializeCommunicator } from "../service.ts";
-import { eventually, IceStormServer, scratchDir, startIceFlixService, startService } from "../tests/harness.ts";
+import { eventually, IceStormServer, scratchDir, startIceFlixService, startService } from "../harness.ts";
 import { latencySummary } from "./stats.ts";
 
 const EDITS = 300;

@@ -1,5 +1,5 @@
 /**
- * Failover under a client load (tests/drills.ts): `./run_iceflix --replicas 2`
+ * Failover under a client load (drills.ts): `./run_iceflix --replicas 2`
  * (announce interval and call timeout 1 s), three simulated clients through
  * Main in a loop of sessions (Main, login, search, tag, rename, tile), and
  * client operations per second in a quiet window, then in the window that
@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { ClientLoad, DrillPlatform, type ServiceName } from "../tests/drills.ts";
-import { delay } from "../tests/harness.ts";
+import { ClientLoad, DrillPlatform, type ServiceName } from "../drills.ts";
+import { delay } from "../harness.ts";
 
 /** Seconds each window lasts. */
 const WINDOW = 4;

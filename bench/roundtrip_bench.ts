@@ -10,7 +10,7 @@ import { Ice } from "ice";
 import { IceFlix } from "../slice/iceflix.js";
 import { createObjectAdapter } from "../acceptor.ts";
 import { initializeCommunicator } from "../service.ts";
-import { PYTHON, ROOT } from "../tests/harness.ts";
+import { PYTHON, ROOT } from "../harness.ts";
 
 const SECONDS = 3;
 

@@ -25,7 +25,7 @@ import {
   RtpReceiver,
   startIceFlixService,
   startService,
-} from "../tests/harness.ts";
+} from "../harness.ts";
 import { percentile } from "./stats.ts";
 
 const HASHED_MEGABYTES = 512;

@@ -13,7 +13,7 @@ import { IceFlixCatalogReplication } from "../slice/catalog_replication.js";
 import { CatalogDatabase, type VersionedTitle } from "../catalog_database.ts";
 import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, initializeCommunicator } from "../service.ts";
-import { Child, eventually, IceStormServer, ROOT, scratchDir, startIceFlixService, startService } from "./harness.ts";
+import { Child, eventually, IceStormServer, ROOT, scratchDir, startIceFlixService, startService } from "../harness.ts";
 
 /** Short intervals, so that discovery and the replicas' periodic pulls happen within a test. */
 const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";

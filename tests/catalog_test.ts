@@ -20,7 +20,7 @@ import {
   runPython,
   startIceFlixService,
   testCommunicator,
-} from "./harness.ts";
+} from "../harness.ts";
 
 /** Short intervals, so that discovery and pruning happen within a test. */
 const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { sha256Hex } from "../users.ts";
-import { Child, delay, freePort, IceStormServer, processExists, ROOT, startIceFlixService } from "./harness.ts";
+import { Child, delay, freePort, IceStormServer, processExists, ROOT, startIceFlixService } from "../harness.ts";
 import { TerminalScreen } from "./terminal_screen.ts";
 
 /** A platform of its own run by ./run_iceflix, with its data (users, catalog, logs, pids) in a scratch folder. */

@@ -1,5 +1,5 @@
 /**
- * The failure drills of issue 7 (tests/drills.ts), each on a platform of its
+ * The failure drills of issue 7 (drills.ts), each on a platform of its
  * own run by `./run_iceflix --replicas 2`: SIGKILL, SIGSTOP, an IceStorm
  * restart and a catalog killed during a stream of edits, all under a client
  * load through Main. Each test asserts the drill's checks: no client
@@ -8,7 +8,7 @@
  * retries, recovery times) are printed, never asserted.
  */
 import assert from "node:assert/strict";
-import { DRILLS, runDrill } from "./drills.ts";
+import { DRILLS, runDrill } from "../drills.ts";
 
 for (const name of Object.keys(DRILLS) as (keyof typeof DRILLS)[]) {
   Deno.test(`drill ${name}`, async () => {

@@ -17,7 +17,7 @@ import {
   runPython,
   startService,
   testCommunicator,
-} from "./harness.ts";
+} from "../harness.ts";
 
 const TOY_ENDPOINTS = "--ToyAdapter.Endpoints=tcp -h 127.0.0.1";
 

@@ -9,7 +9,7 @@ import { Ice } from "ice";
 import { IceFlix } from "../slice/iceflix.js";
 import { createObjectAdapter } from "../acceptor.ts";
 import { initializeCommunicator } from "../service.ts";
-import { Child, freePort, waitForPort } from "./harness.ts";
+import { Child, freePort, waitForPort } from "../harness.ts";
 
 /** An icegridregistry of the test's own on a free loopback port, with a fresh database. */
 class Registry {

@@ -20,7 +20,7 @@ import {
   startIceFlixService,
   testCommunicator,
   writeUsersFile,
-} from "./harness.ts";
+} from "../harness.ts";
 
 const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";
 const LIFETIME_SECONDS = 3;

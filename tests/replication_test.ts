@@ -23,7 +23,7 @@ import {
   startIceFlixService,
   testCommunicator,
   writeUsersFile,
-} from "./harness.ts";
+} from "../harness.ts";
 
 const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";
 const PASSWORD = "alice's secret";

@@ -26,7 +26,7 @@ import {
   startService,
   testCommunicator,
   writeUsersFile,
-} from "./harness.ts";
+} from "../harness.ts";
 
 /** The samples ./setup makes in media/: one streamed as it is, one re-encoded. */
 const COPY_SAMPLE = "test_pattern.mp4";

@@ -23,7 +23,7 @@ import {
   startIceFlixService,
   testCommunicator,
   writeUsersFile,
-} from "./harness.ts";
+} from "../harness.ts";
 
 const MP4 = `${ROOT}media/test_pattern.mp4`;
 const WEBM = `${ROOT}media/bouncing_ball.webm`;

@@ -1,19 +1,20 @@
 /**
- * Test harness: real IceStorm and real service processes on free loopback
- * ports, each test with its own, all stopped when the test ends.
+ * What the tests, the benchmarks and the drills start IceFlix with: real
+ * IceStorm and real service processes on free loopback ports, each run with
+ * its own, all stopped when it ends.
  *
  * @module
  */
 import { Ice } from "ice";
 import net from "node:net";
-// @ts-types="../slice/iceflix.d.ts"
-import { IceFlix } from "../slice/iceflix.js";
-import { createObjectAdapter } from "../acceptor.ts";
-import { initializeCommunicator } from "../service.ts";
-import { sha256Hex } from "../users.ts";
+// @ts-types="./slice/iceflix.d.ts"
+import { IceFlix } from "./slice/iceflix.js";
+import { createObjectAdapter } from "./acceptor.ts";
+import { initializeCommunicator } from "./service.ts";
+import { sha256Hex } from "./users.ts";
 
 /** The project's root folder. */
-export const ROOT = new URL("..", import.meta.url).pathname;
+export const ROOT = new URL(".", import.meta.url).pathname;
 
 /** Debian's Python, which has the ZeroC Ice module (python3-zeroc-ice). */
 export const PYTHON = "/usr/bin/python3";

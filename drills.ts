@@ -11,18 +11,18 @@
  * Everything runs on loopback, on free ports, in a scratch folder under
  * data/, with its own IceStorm: a drill never touches a running platform.
  *
- *   deno run --allow-all tests/drills.ts [kill] [hang] [icestorm] [crash]   (what ./run_drills runs)
+ *   deno run --allow-all drills.ts [kill] [hang] [icestorm] [crash]   (what ./run_drills runs)
  *
  * @module
  */
 import { Ice } from "ice";
-// @ts-types="../slice/iceflix.d.ts"
-import { IceFlix } from "../slice/iceflix.js";
-import { isUnreachable } from "../discovery.ts";
-import { EventChannel, TOPICS } from "../events.ts";
-import { createLogger, describeError } from "../service.ts";
-import { sha256File } from "../streaming.ts";
-import { sha256Hex } from "../users.ts";
+// @ts-types="./slice/iceflix.d.ts"
+import { IceFlix } from "./slice/iceflix.js";
+import { isUnreachable } from "./discovery.ts";
+import { EventChannel, TOPICS } from "./events.ts";
+import { createLogger, describeError } from "./service.ts";
+import { sha256File } from "./streaming.ts";
+import { sha256Hex } from "./users.ts";
 import {
   AnnouncementCounter,
   Child,
