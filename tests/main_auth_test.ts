@@ -193,7 +193,7 @@ Deno.test("auth: credentials, several tokens per user, expiry, a revoke event pe
       true,
     );
 
-    assert.match(auth.child.stderr, /new token for alice/);
+    await eventually("the log tells of alice's tokens", () => auth.child.stderr.includes("new token for alice"));
     for (const token of tokens) assert.ok(!auth.child.stderr.includes(token), "tokens are never logged");
   } finally {
     await auth.child.stop();
@@ -213,7 +213,11 @@ Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid f
   // A stale pid file may name an unrelated process: it must survive, SIGUSR2 would kill it.
   const bystander = new Deno.Command("sleep", { args: ["60"] }).spawn();
   try {
-    assert.match(auth.child.stderr, /users file .*users\.json not found: nobody can log in/);
+    // The log line is on stderr, the ready line on stdout: either may come first.
+    await eventually(
+      "auth says nobody can log in",
+      () => /users file .*users\.json not found: nobody can log in/.test(auth.child.stderr),
+    );
     const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
     const logIn = async (user: string, password: string) =>
       authenticator.refreshAuthorization(user, await sha256Hex(password));
@@ -251,8 +255,10 @@ Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid f
 
     // A corrupt file at reload: the auth keeps the users it had.
     Deno.kill(auth.child.process.pid, "SIGUSR2");
-    await eventually("auth logs the failed reload", () => auth.child.stderr.includes("cannot reload"));
-    assert.match(auth.child.stderr, /cannot reload: .*users\.json is not valid JSON.*keeping the 1 user\(s\) loaded/);
+    await eventually(
+      "auth logs the failed reload",
+      () => /cannot reload: .*users\.json is not valid JSON.*keeping the 1 user\(s\) loaded/.test(auth.child.stderr),
+    );
     assert.ok(await logIn("carol", "new secret"));
     assert.deepEqual(await Deno.readFile(usersFile), corrupt);
 

@@ -203,8 +203,8 @@ Deno.test("provider: ids are the files' sha256sum, every video announced, others
     );
     const providerId = announcements.received[0].provider;
     assert.ok(announcements.received.every(({ provider }) => provider === providerId));
-    assert.match(stack.log, /not videos, skipped: notes\.txt/);
-    assert.match(stack.log, /skipping broken\.mp4: /);
+    await eventually("the log names the files skipped", () => /not videos, skipped: notes\.txt/.test(stack.log));
+    await eventually("the log says why broken.mp4 is skipped", () => /skipping broken\.mp4: /.test(stack.log));
     assert.equal(await stack.provider.isAvailable(copyId), true);
     assert.equal(await stack.provider.isAvailable(reencodeId), true);
     assert.equal(await stack.provider.isAvailable("0".repeat(64)), false);
@@ -295,7 +295,7 @@ Deno.test("getSDP: both samples are decoded (copy and re-encode), the SDP plays,
     assert.match(sdp, new RegExp(`\r\nm=video ${firstPort} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n`));
     assert.match(sdp, /\r\na=fmtp:96 packetization-mode=1\r\n$/);
     const copyPid = await stack.newSender(0);
-    assert.match(stack.log, /sending \(copy, gst-launch-1\.0 pid \d+\)/);
+    await eventually("the log says copy", () => /sending \(copy, gst-launch-1\.0 pid \d+\)/.test(stack.log));
     await eventually("the receiver decodes frames", () => first.frames >= SOME_FRAMES);
 
     // A second getSDP moves the stream; a player given only the new SDP plays it.
@@ -328,7 +328,7 @@ Deno.test("getSDP: both samples are decoded (copy and re-encode), the SDP plays,
     const third = await stack.receiver(thirdPort);
     await reencode.getSDP(TOKEN, thirdPort);
     const reencodePid = await stack.newSender(2);
-    assert.match(stack.log, /sending \(re-encode, gst-launch-1\.0 pid \d+\)/);
+    await eventually("the log says re-encode", () => /sending \(re-encode, gst-launch-1\.0 pid \d+\)/.test(stack.log));
     await eventually("the receiver decodes re-encoded frames", () => third.frames >= SOME_FRAMES);
     await reencode.stop();
     assert.ok(!processExists(reencodePid));
@@ -395,7 +395,10 @@ Deno.test("revocation: requestAuthentication on the sync topic; a refresh in tim
     });
     assert.ok(!processExists(pid), "its sender has ended");
     await eventually("its topic is destroyed", async () => !(await stack.topicExists(topic)));
-    assert.match(stack.log, /closed \(no new token within 1\.5 s of the revocation\)/);
+    await eventually(
+      "the log says why",
+      () => /closed \(no new token within 1\.5 s of the revocation\)/.test(stack.log),
+    );
   } finally {
     await auth?.stop();
     await stack.stop();
