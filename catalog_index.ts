@@ -4,7 +4,7 @@
  *
  * Titles are numbered by position (0, 1, ...), and answers list positions in
  * ascending order, the order a scan would find them. Names are indexed as
- * search keys (see `searchKey` in catalog_database.ts): the caller passes keys.
+ * search keys (see `searchKey` in catalog_versions.ts): the caller passes keys.
  * An exact search is one map lookup. A substring search reads the posting list
  * of each of the text's trigrams (three consecutive UTF-16 code units) and
  * checks only the titles of the shortest list with `includes`: a name that
@@ -162,32 +162,35 @@ export class NameIndex {
   }
 }
 
-/** Tag search key -> the ids of the titles that have the tag. */
+/** Tag search key -> the positions of the titles that have the tag. */
 export class TagIndex {
-  readonly #byTag = new Map<string, Set<string>>();
+  readonly #byTag = new Map<string, Set<number>>();
 
-  /** Title `id` has the tag with search key `key`. */
-  add(id: string, key: string): void {
-    let ids = this.#byTag.get(key);
-    if (!ids) this.#byTag.set(key, ids = new Set());
-    ids.add(id);
+  /** Title `position` has the tag with search key `key`. */
+  add(position: number, key: string): void {
+    let positions = this.#byTag.get(key);
+    if (!positions) this.#byTag.set(key, positions = new Set());
+    positions.add(position);
   }
 
-  /** Title `id` no longer has the tag with search key `key`. */
-  delete(id: string, key: string): void {
-    const ids = this.#byTag.get(key);
-    ids?.delete(id);
-    if (ids?.size === 0) this.#byTag.delete(key);
+  /** Title `position` no longer has the tag with search key `key`. */
+  delete(position: number, key: string): void {
+    const positions = this.#byTag.get(key);
+    positions?.delete(position);
+    if (positions?.size === 0) this.#byTag.delete(key);
   }
 
-  /** Ids of the titles that have every one (`all`) or at least one of the tags with search keys `keys`; none for none. */
-  find(keys: string[], all: boolean): string[] {
-    const sets = [...new Set(keys)].map((key) => this.#byTag.get(key) ?? new Set<string>());
-    if (!all) return [...new Set(sets.flatMap((ids) => [...ids]))];
+  /**
+   * The positions of the titles that have every one (`all`) or at least one of
+   * the tags with search keys `keys`; none for no keys.
+   */
+  find(keys: string[], all: boolean): number[] {
+    const sets = [...new Set(keys)].map((key) => this.#byTag.get(key) ?? new Set<number>());
+    if (!all) return [...new Set(sets.flatMap((positions) => [...positions]))];
     if (sets.length === 0) return [];
     // Every title of the answer is in the smallest set: check only those against the others.
     sets.sort((a, b) => a.size - b.size);
     const [smallest, ...others] = sets;
-    return [...smallest].filter((id) => others.every((ids) => ids.has(id)));
+    return [...smallest].filter((position) => others.every((positions) => positions.has(position)));
   }
 }
