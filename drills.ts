@@ -143,7 +143,7 @@ export class DrillPlatform {
     ];
     // IceStorm is the drill's, not run_iceflix's: a drill kills and restarts it.
     const runIceflix = new Child(`${ROOT}run_iceflix`, [
-      ...["--replicas", "2", "--data", dir, "--no-icestorm"],
+      ...["--replicas", "2", "--data", dir, "--no-icestorm", "--no-web"],
       ...mainEndpoints.flatMap((endpoints) => ["--main-endpoints", endpoints]),
       ...properties,
     ]);

@@ -17,7 +17,8 @@ ensure_setup() {
   for ice in "$iceflix_root"/slice/*.ice; do
     [[ -f "${ice%.ice}.js" ]] || { "$iceflix_root/setup" >&2; return; }
   done
-  [[ -x "$iceflix_root/node_modules/deno/deno" && -s "$iceflix_root/data/replication.key" ]] || "$iceflix_root/setup" >&2
+  [[ -x "$iceflix_root/node_modules/deno/deno" && -s "$iceflix_root/data/replication.key" &&
+    -f "$iceflix_root/web/app.js" ]] || "$iceflix_root/setup" >&2
 }
 
 # Whether something accepts TCP connections on 127.0.0.1:PORT.

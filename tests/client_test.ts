@@ -38,7 +38,7 @@ class Platform {
       ? [again.icestormPort, again.mainPort]
       : [await freePort(), await freePort()];
     const child = new Child(`${ROOT}run_iceflix`, [
-      ...["--data", dir, "--icestorm-port", String(icestormPort)],
+      ...["--data", dir, "--icestorm-port", String(icestormPort), "--no-web"],
       ...["--main-endpoints", `tcp -h 127.0.0.1 -p ${mainPort}`],
       `--IceFlix.Auth.UsersFile=${dir}/users.json`,
       `--IceFlix.Catalog.DatabaseFile=${dir}/catalog.json`,
