@@ -1,7 +1,8 @@
 /**
  * The web client (issue 12): the streaming service's HTTP server and its
  * `HttpStreaming` facet, with real IceStorm, a real Authenticator and real
- * HTTP requests.
+ * HTTP requests; then the page itself in Debian's Chromium, driven by
+ * playwright-core, through a real Glacier2 router to the four services.
  */
 import assert from "node:assert/strict";
 import { Ice } from "ice";
@@ -14,9 +15,11 @@ import { HTTP_STREAMING_FACET } from "../http_streaming.ts";
 import { sha256File } from "../streaming.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
+import { chromium, type Page } from "playwright-core";
 import {
   Child,
   eventually,
+  freePort,
   IceStormServer,
   ROOT,
   scratchDir,
@@ -53,10 +56,22 @@ class Platform {
   events!: EventChannel;
   authenticator!: IceFlix.AuthenticatorPrx;
   http!: IceFlixWeb.HttpStreamingPrx;
+  catalog!: IceFlix.MediaCatalogPrx;
   streamingLog!: () => string;
   dir!: string;
 
-  static async start(tokenLifetime: number, gracePeriod: number): Promise<Platform> {
+  /** The page's URL, when started with `web`. */
+  pageUrl = "";
+  usersFile = "";
+  authChild!: Child;
+
+  /** With `web`: Main, a catalog, Glacier2 and the page's server too, on free ports. */
+  static async start(
+    tokenLifetime: number,
+    gracePeriod: number,
+    web = false,
+    media = `${ROOT}media`,
+  ): Promise<Platform> {
     const platform = new Platform();
     platform.dir = await scratchDir("test-web-");
     platform.icestorm = await IceStormServer.start();
@@ -71,14 +86,15 @@ class Platform {
       "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
       option,
       interval,
-      `--IceFlix.Auth.UsersFile=${await writeUsersFile(platform.dir, { alice: "secret" })}`,
+      `--IceFlix.Auth.UsersFile=${platform.usersFile = await writeUsersFile(platform.dir, { alice: "secret" })}`,
       `--IceFlix.Auth.TokenLifetime=${tokenLifetime}`,
     ]);
-    platform.children.push(auth.child);
+    platform.children.push(platform.authChild = auth.child);
     const streaming = await startIceFlixService("streaming", [
       option,
       interval,
       `--IceFlix.Controller.GracePeriod=${gracePeriod}`,
+      `--IceFlix.Streaming.MediaDir=${media}`,
       "--IceFlix.LogLevel=debug",
     ]);
     platform.children.push(streaming.child);
@@ -92,7 +108,38 @@ class Platform {
       platform.communicator.stringToProxy(streaming.proxy),
       HTTP_STREAMING_FACET,
     );
+    if (web) await platform.#startWeb(option, interval);
     return platform;
+  }
+
+  async #startWeb(icestorm: string, interval: string): Promise<void> {
+    const catalog = await startIceFlixService("catalog", [
+      icestorm,
+      interval,
+      `--IceFlix.Catalog.DatabaseFile=${this.dir}/catalog.json`,
+    ]);
+    this.children.push(catalog.child);
+    const main = await startIceFlixService("main", ["--MainAdapter.Endpoints=tcp -h 127.0.0.1", icestorm, interval]);
+    this.children.push(main.child);
+    const routerPort = await freePort();
+    this.children.push(
+      new Child("glacier2router", [
+        `--Ice.Config=${ROOT}config/glacier2.config`,
+        `--Glacier2.Client.Endpoints=ws -h 127.0.0.1 -p ${routerPort}`,
+      ]),
+    );
+    const page = await startIceFlixService("web", [
+      `--IceFlix.Web.Port=${await freePort()}`,
+      `--IceFlix.Web.RouterProxy=Glacier2/router:ws -h 127.0.0.1 -p ${routerPort}`,
+      `--IceFlix.Client.MainProxy=${main.proxy}`,
+      icestorm,
+    ]);
+    this.children.push(page.child);
+    this.pageUrl = page.proxy;
+    this.catalog = IceFlix.MediaCatalogPrx.uncheckedCast(this.communicator.stringToProxy(catalog.proxy));
+    await eventually("the catalog knows both samples", async () => {
+      return (await this.catalog.getTilesByName("", false)).length === 2;
+    }, 30);
   }
 
   async logIn(): Promise<string> {
@@ -223,5 +270,147 @@ Deno.test("http: after a revocation a new token within the grace period keeps th
     assert.match(platform.streamingLog(), /closed \(no new token within 3 s of the revocation\)/);
   } finally {
     await platform.stop();
+  }
+});
+
+/** Debian's Chromium, headless, with the flags it needs in this closed network (and as root) and a new profile. */
+async function openPage(url: string): Promise<{ page: Page; close: () => Promise<void> }> {
+  const profile = await Deno.makeTempDir({ prefix: "iceflix-chromium-" });
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [
+      ...["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"],
+      ...["--disable-component-update", "--disable-sync"],
+    ],
+  });
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.locator("#state").filter({ hasText: /^connected/ }).waitFor();
+  return {
+    page,
+    close: async () => {
+      await context.close();
+      await Deno.remove(profile, { recursive: true });
+    },
+  };
+}
+
+/** Logs in, searches `name` and selects the first result, as someone at the page would. */
+async function logInAndSelect(page: Page, name: string): Promise<void> {
+  await page.fill("#user", "alice");
+  await page.fill("#password", "secret");
+  await page.click("#login-button");
+  await page.locator("#state").filter({ hasText: "user alice" }).waitFor();
+  await page.fill("#query", name);
+  await page.selectOption("#mode", "name");
+  await page.click("#search-button");
+  await page.locator("#results li", { hasText: name }).click();
+  await page.locator("#state").filter({ hasText: `selected «${name}»` }).waitFor();
+}
+
+const state = (page: Page) => page.textContent("#state");
+/** A property of the page's `<video>` element (evaluated in the page: the test has no DOM types). */
+const videoProperty = <T>(page: Page, name: "currentTime" | "currentSrc" | "paused") =>
+  page.evaluate<T>(`document.querySelector("video").${name}`);
+const currentTime = (page: Page) => videoProperty<number>(page, "currentTime");
+
+Deno.test("page: connect, a wrong password refused, log in, search, select, tag, play past 2 s, stop", async () => {
+  const platform = await Platform.start(30, 10, true);
+  const { page, close } = await openPage(platform.pageUrl);
+  try {
+    // Everything the page sends travels on its WebSocket to Glacier2: the password must not, its SHA-256 must.
+    const sent: string[] = [];
+    page.on("websocket", (socket) => socket.on("framesent", ({ payload }) => sent.push(payload.toString())));
+    await page.reload();
+    await page.locator("#state").filter({ hasText: /^connected/ }).waitFor();
+    assert.equal(await state(page), "connected · not logged in · nothing selected · not playing");
+
+    await page.fill("#user", "alice");
+    await page.fill("#password", "wrong");
+    await page.click("#login-button");
+    await page.locator("#message", { hasText: "wrong user name or password" }).waitFor();
+    assert.match((await state(page))!, /not logged in/);
+    await page.click("#add-tags");
+    await page.locator("#message", { hasText: "log in first to add tags" }).waitFor();
+
+    await logInAndSelect(page, "bouncing_ball");
+    const hash = await sha256Hex("secret");
+    assert.ok(sent.some((frame) => frame.includes(hash)), "the hash is sent");
+    assert.ok(!sent.some((frame) => frame.includes("secret")), "the password is not");
+    await page.fill("#tag-list", "browser test, vp8");
+    await page.click("#add-tags");
+    await page.locator("#results li.selected", { hasText: "browser test, vp8" }).waitFor();
+    const id = await sha256File(WEBM);
+    assert.deepEqual((await platform.catalog.getTile(id)).info.tags, ["browser test", "vp8"]);
+
+    await page.click("#play");
+    await eventually("the video plays past 2 s", async () => await currentTime(page) > 2, 20);
+    // The state line is redrawn every second.
+    await page.locator("#state").filter({ hasText: /playing 0:0[2-9]$/ }).waitFor();
+    assert.match((await state(page))!, /^connected · user alice · selected «bouncing_ball» · playing 0:0[2-9]$/);
+    await Deno.mkdir(`${ROOT}data`, { recursive: true });
+    await page.screenshot({ path: `${ROOT}data/web-client.png` });
+    const url = await videoProperty<string>(page, "currentSrc");
+    await page.click("#stop");
+    await page.locator("#state").filter({ hasText: "not playing" }).waitFor();
+    assert.equal(await videoProperty<boolean>(page, "paused"), true);
+    assert.equal((await get(url)).status, 403, "the stopped playback's URL is refused");
+  } finally {
+    await close();
+    await platform.stop();
+  }
+});
+
+Deno.test("page: a token that expires and cannot be renewed stops playback when the grace period ends", async () => {
+  // Tokens live 2 s: the page renews its token once while the video plays (the revocation and the stream's request
+  // reach it through Glacier2); then the password changes, so the page cannot renew it any more.
+  const platform = await Platform.start(2, 2, true);
+  const { page, close } = await openPage(platform.pageUrl);
+  try {
+    await logInAndSelect(page, "test_pattern");
+    await page.click("#play");
+    await eventually("the video plays", async () => await currentTime(page) > 0.5, 20);
+    const url = await videoProperty<string>(page, "currentSrc");
+    await eventually("the page renews the stream's token", () => /authorised again/.test(platform.streamingLog()));
+    assert.equal(await videoProperty<boolean>(page, "paused"), false, "the video goes on");
+    await writeUsersFile(platform.dir, { alice: "changed" });
+    Deno.kill(platform.authChild.process.pid, "SIGUSR2");
+
+    await page.locator("#message", { hasText: "the server ended the stream" }).waitFor({ timeout: 20_000 });
+    assert.match((await state(page))!, /not logged in · selected «test_pattern» · not playing$/);
+    assert.equal(await videoProperty<boolean>(page, "paused"), true);
+    assert.ok(await currentTime(page) < 9, "stopped before the end of the 10 s video");
+    assert.equal((await get(url)).status, 403);
+    assert.match(platform.streamingLog(), /closed \(no new token within 2 s of the revocation\)/);
+  } finally {
+    await close();
+    await platform.stop();
+  }
+});
+
+Deno.test("page: a title the browser cannot play is said so, and its stream is stopped", async () => {
+  // H.264 in AVI: GStreamer streams it over RTP, but no browser plays that container.
+  const media = await Deno.makeTempDir({ prefix: "iceflix-media-" });
+  await Deno.copyFile(WEBM, `${media}/bouncing_ball.webm`);
+  const made = await new Deno.Command("gst-launch-1.0", {
+    args: [
+      ...["-q", "videotestsrc", "num-buffers=30", "!", "video/x-raw,width=320,height=240,framerate=30/1"],
+      ...["!", "x264enc", "!", "avimux", "!", "filesink", `location=${media}/clip.avi`],
+    ],
+  }).output();
+  assert.ok(made.success, new TextDecoder().decode(made.stderr));
+  const platform = await Platform.start(30, 10, true, media);
+  const { page, close } = await openPage(platform.pageUrl);
+  try {
+    await logInAndSelect(page, "clip");
+    await page.click("#play");
+    await page.locator("#message", { hasText: "this browser cannot play «clip»" }).waitFor();
+    assert.match((await state(page))!, /selected «clip» · not playing$/);
+    await eventually("its stream is stopped", () => /closed \(stopped by the client\)/.test(platform.streamingLog()));
+  } finally {
+    await close();
+    await platform.stop();
+    await Deno.remove(media, { recursive: true });
   }
 });
