@@ -1,17 +1,7 @@
 /**
- * Failure drills (issue 7): the whole platform, two replicas of every service
- * run by `./run_iceflix --replicas 2`, under a client load through Main,
- * while replicas are killed (SIGKILL), hung (SIGSTOP), IceStorm is restarted,
- * and a catalog is killed in the middle of a stream of edits. Each drill
- * checks what a user would notice: no client operation fails beyond one retry
- * through Main, no acknowledged edit is lost, playback resumes, the platform
- * heals by itself. A drill returns its checks and its figures:
- * tests/drills_test.ts asserts the checks, `./run_drills` prints both.
- *
- * Everything runs on loopback, on free ports, in a scratch folder under
- * data/, with its own IceStorm: a drill never touches a running platform.
- *
- *   deno run --allow-all drills.ts [kill] [hang] [icestorm] [crash]   (what ./run_drills runs)
+ * The failure drills (issue 7) that `./run_drills` runs and
+ * tests/drills_test.ts asserts: each returns its checks and its figures. What
+ * each drill does and checks is in the README, "Failure drills".
  *
  * @module
  */

@@ -1,11 +1,7 @@
 /**
- * The failure drills of issue 7 (drills.ts), each on a platform of its
- * own run by `./run_iceflix --replicas 2`: SIGKILL, SIGSTOP, an IceStorm
- * restart and a catalog killed during a stream of edits, all under a client
- * load through Main. Each test asserts the drill's checks: no client
- * operation failed beyond one retry through Main, no acknowledged edit lost,
- * playback resumed, every service healed by itself. The figures (operations,
- * retries, recovery times) are printed, never asserted.
+ * The failure drills (drills.ts; README, "Failure drills"): each test asserts
+ * a drill's checks, and prints its figures (operations, retries, recovery
+ * times), which are never asserted.
  */
 import assert from "node:assert/strict";
 import { DRILLS, runDrill } from "../drills.ts";
