@@ -21,6 +21,11 @@ ensure_setup() {
     -f "$iceflix_root/web/app.js" ]] || "$iceflix_root/setup" >&2
 }
 
+# Prints the value of property NAME in the Ice configuration FILE (the last line that sets it), or nothing.
+config_property() {
+  sed -n "s/^[[:space:]]*${2//./\\.}[[:space:]]*=[[:space:]]*//p" "$1" | tail -1
+}
+
 # Whether something accepts TCP connections on 127.0.0.1:PORT.
 listening() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
