@@ -296,17 +296,26 @@ async function openPage(url: string): Promise<{ page: Page; close: () => Promise
   };
 }
 
-/** Logs in, searches `name` and selects the first result, as someone at the page would. */
-async function logInAndSelect(page: Page, name: string): Promise<void> {
+/** Logs in as alice, as someone at the page would. */
+async function logIn(page: Page): Promise<void> {
   await page.fill("#user", "alice");
   await page.fill("#password", "secret");
   await page.click("#login-button");
   await page.locator("#state").filter({ hasText: "user alice" }).waitFor();
+}
+
+/** Searches `name` and selects the result of that name. */
+async function select(page: Page, name: string): Promise<void> {
   await page.fill("#query", name);
   await page.selectOption("#mode", "name");
   await page.click("#search-button");
   await page.locator("#results li", { hasText: name }).click();
   await page.locator("#state").filter({ hasText: `selected «${name}»` }).waitFor();
+}
+
+async function logInAndSelect(page: Page, name: string): Promise<void> {
+  await logIn(page);
+  await select(page, name);
 }
 
 const state = (page: Page) => page.textContent("#state");
@@ -315,7 +324,7 @@ const videoProperty = <T>(page: Page, name: "currentTime" | "currentSrc" | "paus
   page.evaluate<T>(`document.querySelector("video").${name}`);
 const currentTime = (page: Page) => videoProperty<number>(page, "currentTime");
 
-Deno.test("page: connect, a wrong password refused, log in, search, select, tag, play past 2 s, stop", async () => {
+Deno.test("page: connect, a wrong password refused, log in, search, select, tag, play past 2 s, stop, rename", async () => {
   const platform = await Platform.start(30, 10, true);
   const { page, close } = await openPage(platform.pageUrl);
   try {
@@ -334,7 +343,10 @@ Deno.test("page: connect, a wrong password refused, log in, search, select, tag,
     await page.click("#add-tags");
     await page.locator("#message", { hasText: "log in first to add tags" }).waitFor();
 
-    await logInAndSelect(page, "bouncing_ball");
+    await logIn(page);
+    await page.click("#rename-button");
+    await page.locator("#message", { hasText: "select a title first to rename it" }).waitFor();
+    await select(page, "bouncing_ball");
     const hash = await sha256Hex("secret");
     assert.ok(sent.some((frame) => frame.includes(hash)), "the hash is sent");
     assert.ok(!sent.some((frame) => frame.includes("secret")), "the password is not");
@@ -356,6 +368,12 @@ Deno.test("page: connect, a wrong password refused, log in, search, select, tag,
     await page.locator("#state").filter({ hasText: "not playing" }).waitFor();
     assert.equal(await videoProperty<boolean>(page, "paused"), true);
     assert.equal((await get(url)).status, 403, "the stopped playback's URL is refused");
+
+    await page.fill("#new-name", "Bouncing Ball");
+    await page.click("#rename-button");
+    await page.locator("#results li.selected", { hasText: "Bouncing Ball" }).waitFor();
+    assert.match((await state(page))!, /selected «Bouncing Ball»/);
+    assert.equal((await platform.catalog.getTile(id)).info.name, "Bouncing Ball");
   } finally {
     await close();
     await platform.stop();
@@ -414,3 +432,50 @@ Deno.test("page: a title the browser cannot play is said so, and its stream is s
     await Deno.remove(media, { recursive: true });
   }
 });
+
+Deno.test("run_iceflix starts Glacier2 and the page with the platform, and stops them with it", async () => {
+  const dir = await scratchDir("test-web-");
+  const [icestormPort, mainPort, webPort, routerPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const platform = new Child(`${ROOT}run_iceflix`, [
+    ...["--data", dir, "--icestorm-port", String(icestormPort), "--main-endpoints", `tcp -h 127.0.0.1 -p ${mainPort}`],
+    ...["--web-port", String(webPort), "--router-port", String(routerPort)],
+    `--IceFlix.Auth.UsersFile=${await writeUsersFile(dir, { alice: "secret" })}`,
+    `--IceFlix.Catalog.DatabaseFile=${dir}/catalog.json`,
+    "--IceFlix.Discovery.AnnounceInterval=1",
+  ]);
+  let page: Awaited<ReturnType<typeof openPage>> | undefined;
+  try {
+    await platform.line(1, 120);
+    assert.match(platform.stderr, new RegExp(`the web client: open http://127\\.0\\.0\\.1:${webPort}/`));
+    page = await openPage(`http://127.0.0.1:${webPort}/`);
+    await logIn(page.page);
+    await eventually("a search through the platform's Glacier2 finds the sample", async () => {
+      await page!.page.fill("#query", "bouncing");
+      await page!.page.click("#search-button");
+      return await page!.page.locator("#results li", { hasText: "bouncing_ball" }).count() === 1;
+    }, 30);
+    await page.close();
+    page = undefined;
+    assert.equal((await platform.stop("SIGTERM")).code, 0, platform.stderr);
+    assert.ok(!(await listens(routerPort)) && !(await listens(webPort)), "Glacier2 and the page's server are gone");
+  } finally {
+    await page?.close();
+    await platform.stop("SIGTERM");
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+async function listens(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
