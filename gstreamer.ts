@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { isMp4WithH264 } from "./mp4_probe.ts";
 import type { Logger } from "./service.ts";
 
 /** The RTP payload type of the H.264 stream, in the pipeline and in the SDP. */
@@ -24,13 +25,18 @@ export interface VideoFormat {
   copy: boolean;
 }
 
+/** What H.264 in MP4 is, as gst-discoverer-1.0 names it: sent as it is. */
+const H264_IN_MP4: VideoFormat = Object.freeze({ container: "video/quicktime", video: "video/x-h264", copy: true });
+
 /**
- * Asks `gst-discoverer-1.0` what `path` holds. Reads only what it needs (the
- * headers), so it is quick even for a big file.
+ * What `path` holds. H.264 in MP4 is recognised from its boxes
+ * (mp4_probe.ts) in a few reads; anything else is asked of
+ * `gst-discoverer-1.0`, one process per file, which reads only the headers.
  *
  * @throws Error saying why the file cannot be streamed (not a media file, no video stream)
  */
 export async function probeVideo(path: string): Promise<VideoFormat> {
+  if (await isMp4FileWithH264(path)) return H264_IN_MP4;
   const output = await new Deno.Command("gst-discoverer-1.0", { args: ["-v", path], stdin: "null" }).output();
   const text = new TextDecoder().decode(output.stdout);
   const failure = /An error was encountered while discovering the file\s*\n\s*(.*)/.exec(text);
@@ -42,6 +48,25 @@ export async function probeVideo(path: string): Promise<VideoFormat> {
   const video = /^\s*video #\d+: ([^,\s]+)/m.exec(text)?.[1];
   if (!video) throw new Error("no video stream");
   return { container, video, copy: container === "video/quicktime" && video === "video/x-h264" };
+}
+
+/** {@linkcode isMp4WithH264} on the file at `path`; `false` if it cannot be read (gst-discoverer will say why). */
+async function isMp4FileWithH264(path: string): Promise<boolean> {
+  try {
+    using file = await Deno.open(path);
+    const { size } = await file.stat();
+    return await isMp4WithH264(async (offset, length) => {
+      await file.seek(offset, Deno.SeekMode.Start);
+      const bytes = new Uint8Array(Math.min(length, Math.max(0, size - offset)));
+      let filled = 0;
+      for (let count; filled < bytes.length && (count = await file.read(bytes.subarray(filled))) !== null;) {
+        filled += count;
+      }
+      return bytes.subarray(0, filled);
+    }, size);
+  } catch {
+    return false;
+  }
 }
 
 /** Where a sender sends its RTP packets. */

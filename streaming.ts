@@ -18,7 +18,7 @@ import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { createHash } from "node:crypto";
-import { basename, extname, join } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { probeVideo, type VideoFormat } from "./gstreamer.ts";
@@ -27,6 +27,7 @@ import { type StreamContext, StreamController, type StreamMedia } from "./contro
 import { RELOAD_SIGNAL, reloadOnSignal } from "./reload_signal.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
 import { serveHttpStreaming } from "./http_streaming.ts";
+import { readJsonFile, writeJsonFileAtomic } from "./json_file.ts";
 
 /** The file extensions looked at as videos (lowercase); other files are skipped. */
 export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -72,17 +73,119 @@ export async function sha256File(path: string, onRead: (bytes: number) => void =
   return hash.digest("hex");
 }
 
-/** A file of the folder as the last scan found it. */
+/**
+ * A file of the folder as the last scan found it: together these tell
+ * whether it changed since it was examined (writing changes the modification
+ * time and the status change time, which no one can set back; replacing it
+ * changes the inode).
+ */
 interface FileState {
   path: string;
   size: number;
-  /** Modification time (ms since the epoch): with `size`, tells whether the file changed since it was examined. */
+  /** Modification time (ms since the epoch). */
   modified: number;
+  inode: number;
+  /** Status change time (ms since the epoch). */
+  changed: number;
 }
 
-/** What examining a file found: its video, or none when the file cannot be streamed. */
+/** What examining a file found: its video, or why it cannot be streamed. */
 interface Examined extends FileState {
   media?: StreamMedia;
+  refused?: string;
+}
+
+function sameFile(a: FileState, b: FileState): boolean {
+  return a.size === b.size && a.modified === b.modified && a.inode === b.inode && a.changed === b.changed;
+}
+
+/** A scan cache entry as stored: the file's state, and its id and format, or why it was refused. */
+interface CachedJson {
+  size: number;
+  modified: number;
+  inode: number;
+  changed: number;
+  id?: string;
+  format?: VideoFormat;
+  refused?: string;
+}
+
+/**
+ * What the scans of one folder found, kept in a JSON file (written
+ * atomically) so that a restart examines only the files that changed: file
+ * name -> {@linkcode CachedJson}. It is only a cache: one that cannot be read
+ * is replaced.
+ */
+class ScanCache {
+  readonly path: string;
+  readonly #logger: Logger;
+
+  constructor(path: string, logger: Logger) {
+    this.path = path;
+    this.#logger = logger;
+  }
+
+  /** The cached examinations of the files of `folder`, by path. */
+  async load(folder: string): Promise<Map<string, Examined>> {
+    const examined = new Map<string, Examined>();
+    let stored: unknown;
+    try {
+      stored = await readJsonFile(this.path);
+    } catch (error) {
+      this.#logger.warn(`ignoring the scan cache: ${describeError(error)}`);
+      return examined;
+    }
+    if (stored === undefined) return examined;
+    const files = (stored as { files?: unknown }).files;
+    if (typeof files !== "object" || files === null) {
+      this.#logger.warn(`ignoring the scan cache ${this.path}: it has no "files" object`);
+      return examined;
+    }
+    for (const [name, value] of Object.entries(files)) {
+      const entry = value as Partial<CachedJson>;
+      const numbers = [entry.size, entry.modified, entry.inode, entry.changed].every(Number.isFinite);
+      const format = entry.format;
+      const playable = typeof entry.id === "string" && /^[0-9a-f]{64}$/.test(entry.id) &&
+        typeof format?.container === "string" && typeof format.video === "string" && typeof format.copy === "boolean";
+      if (!numbers || (!playable && typeof entry.refused !== "string") || name.includes("/")) continue;
+      const path = join(folder, name);
+      const state = {
+        path,
+        size: entry.size!,
+        modified: entry.modified!,
+        inode: entry.inode!,
+        changed: entry.changed!,
+      };
+      const media = playable
+        ? { id: entry.id!, name: basename(name, extname(name)), path, format: format! }
+        : undefined;
+      examined.set(path, { ...state, media, refused: playable ? undefined : entry.refused });
+    }
+    return examined;
+  }
+
+  /** Replaces the cache with `examined`; a failure is logged (the next start examines again). */
+  async save(folder: string, examined: Iterable<Examined>): Promise<void> {
+    const files: Record<string, CachedJson> = {};
+    for (const { path, size, modified, inode, changed, media, refused } of examined) {
+      files[basename(path)] = { size, modified, inode, changed, id: media?.id, format: media?.format, refused };
+    }
+    try {
+      await Deno.mkdir(dirname(this.path), { recursive: true });
+      await writeJsonFileAtomic(this.path, { folder, files });
+    } catch (error) {
+      this.#logger.warn(`cannot write the scan cache: ${describeError(error)}`);
+    }
+  }
+}
+
+/**
+ * Where the scan cache of `folder` is kept unless `IceFlix.Streaming.ScanCache`
+ * says otherwise: `data/scan-cache/` of the checkout, one file per folder.
+ */
+export function defaultScanCache(folder: string): string {
+  const key = createHash("sha256").update(resolve(folder)).digest("hex").slice(0, 16);
+  return join(new URL(".", import.meta.url).pathname, "data", "scan-cache", `${key}.json`);
 }
 
 /**
@@ -95,10 +198,14 @@ export class MediaLibrary {
   #byId = new Map<string, StreamMedia>();
   /** path -> what its last examination found, kept while the file is unchanged. */
   #examined = new Map<string, Examined>();
+  readonly #cache: ScanCache | undefined;
+  #cacheLoaded = false;
 
-  constructor(folder: string, logger: Logger) {
+  /** @param cachePath the scan cache file (none: every start examines every file) */
+  constructor(folder: string, logger: Logger, cachePath?: string) {
     this.folder = folder;
     this.#logger = logger;
+    this.#cache = cachePath ? new ScanCache(cachePath, logger) : undefined;
   }
 
   /** The video with id `id`, if this provider offers it. */
@@ -130,7 +237,8 @@ export class MediaLibrary {
         skipped.push(info?.isDirectory ? `${entry.name}/` : entry.name);
         continue;
       }
-      candidates.push({ path, size: info.size, modified: info.mtime?.getTime() ?? 0 });
+      const [modified, changed] = [info.mtime?.getTime() ?? 0, info.ctime?.getTime() ?? 0];
+      candidates.push({ path, size: info.size, modified, inode: info.ino ?? 0, changed });
     }
     candidates.sort((a, b) => a.path < b.path ? -1 : 1);
     if (skipped.length > 0) {
@@ -139,20 +247,29 @@ export class MediaLibrary {
       );
     }
 
-    const unchanged = ({ path, size, modified }: FileState) => {
-      const known = this.#examined.get(path);
-      return known !== undefined && known.size === size && known.modified === modified;
+    if (this.#cache && !this.#cacheLoaded) {
+      this.#examined = await this.#cache.load(this.folder);
+      this.#cacheLoaded = true;
+    }
+    const unchanged = (file: FileState) => {
+      const known = this.#examined.get(file.path);
+      return known !== undefined && sameFile(known, file);
     };
     const toExamine = candidates.filter((file) => !unchanged(file));
     const progress = new ScanProgress(toExamine.reduce((total, file) => total + file.size, 0), this.#logger);
     const examined = new Map<string, Examined>();
     try {
       for (const file of candidates) {
-        const result = unchanged(file) ? this.#examined.get(file.path) : await this.#examine(file, progress);
+        const known = unchanged(file) ? this.#examined.get(file.path) : undefined;
+        if (known?.refused) this.#logger.warn(`skipping ${basename(file.path)}: ${known.refused}`);
+        const result = known ?? await this.#examine(file, progress);
         if (result) examined.set(file.path, result);
       }
     } finally {
       progress.end();
+    }
+    if (this.#cache && (toExamine.length > 0 || examined.size !== this.#examined.size)) {
+      await this.#cache.save(this.folder, examined.values());
     }
 
     const byId = new Map<string, StreamMedia>();
@@ -185,9 +302,10 @@ export class MediaLibrary {
     try {
       format = await probeVideo(path);
     } catch (error) {
-      this.#logger.warn(`skipping ${basename(path)}: ${describeError(error)}`);
+      const refused = describeError(error);
+      this.#logger.warn(`skipping ${basename(path)}: ${refused}`);
       progress.read(file.size);
-      return file;
+      return { ...file, refused };
     }
     progress.start(basename(path));
     let id: string;
@@ -331,7 +449,8 @@ if (import.meta.main) {
         throw new Error(`property IceFlix.Streaming.MaxStreams must be at least 1, not ${maxStreams}`);
       }
 
-      const library = new MediaLibrary(folder, logger);
+      const cache = properties.getPropertyWithDefault("IceFlix.Streaming.ScanCache", defaultScanCache(folder));
+      const library = new MediaLibrary(folder, logger, cache);
       // The provider's proxy is made before its servant, because the servant needs discovery and discovery the proxy.
       const identity = Ice.stringToIdentity(crypto.randomUUID());
       const discovery = new Discovery(context, { kind: "media", proxy: adapter.createProxy(identity) });

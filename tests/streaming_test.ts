@@ -238,6 +238,51 @@ Deno.test("provider: ids are the files' sha256sum, every video announced, others
   }
 });
 
+Deno.test("provider: a restart takes unchanged files from the scan cache, examines changed ones, ignores a bad cache", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  await Deno.writeTextFile(`${media}/broken.mp4`, "not a video");
+  const folder = await scratchDir("scan-cache-test-");
+  const cache = `${folder}/cache.json`;
+  const copyId = await sha256sum(`${media}/${COPY_SAMPLE}`);
+  const stack = await Stack.start();
+  const restart = async () => {
+    await stack.streaming?.stop();
+    await stack.startStreaming(media, [`--IceFlix.Streaming.ScanCache=${cache}`]);
+  };
+  try {
+    await restart();
+    assert.equal(await stack.provider.isAvailable(copyId), true);
+    const stored = JSON.parse(await Deno.readTextFile(cache));
+    assert.equal(stored.files[COPY_SAMPLE].id, copyId);
+    assert.match(stored.files["broken.mp4"].refused, /./, "a refusal is cached too");
+
+    // A cached id that is not the file's hash shows that an unchanged file is not read again.
+    const cachedOnly = "a".repeat(64);
+    stored.files[COPY_SAMPLE].id = cachedOnly;
+    await Deno.writeTextFile(cache, JSON.stringify(stored));
+    await restart();
+    assert.equal(await stack.provider.isAvailable(cachedOnly), true, "the unchanged file's id comes from the cache");
+    assert.equal(await stack.provider.isAvailable(copyId), false);
+    await eventually("broken.mp4 is still refused, with its reason", () => /skipping broken\.mp4: /.test(stack.log));
+
+    // A file touched since is examined again.
+    await Deno.utime(`${media}/${COPY_SAMPLE}`, new Date(), new Date(Date.now() - 60_000));
+    await restart();
+    assert.equal(await stack.provider.isAvailable(copyId), true, "a changed file is hashed again");
+    assert.equal(await stack.provider.isAvailable(cachedOnly), false);
+
+    // A cache that does not parse is only a cache: ignored, every file examined, and replaced.
+    await Deno.writeTextFile(cache, "{ not json");
+    await restart();
+    assert.equal(await stack.provider.isAvailable(copyId), true);
+    assert.equal(JSON.parse(await Deno.readTextFile(cache)).files[COPY_SAMPLE].id, copyId);
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
 Deno.test("getStream and getSDP refuse bad tokens, unknown ids, bad ports, and streams past the limit", async () => {
   const media = await mediaFolder([COPY_SAMPLE]);
   const stack = await Stack.start();
