@@ -39,7 +39,7 @@ import { Playback } from "./client_playback.ts";
 import { ClientSession } from "./client_session.ts";
 import { type ClientSettings, readSettings, SettingsError, USAGE } from "./client_settings.ts";
 import { LineEditor, ScriptInput, type Terminal } from "./client_terminal.ts";
-import { CancelledError, count, describeTags, explain, UserError } from "./client_text.ts";
+import { CancelledError, compareTitles, count, describeTags, explain, UserError } from "./client_text.ts";
 import { EventChannel } from "./events.ts";
 import { createLogger, describeError, keepAliveOnStrayErrors, type Logger } from "./service.ts";
 
@@ -219,9 +219,9 @@ class Client {
         )
       ),
     );
-    // The catalog answers in no particular order (it changes across restarts): by name, then id.
-    const name = (result: Result) => result.media?.info.name ?? "\uffff";
-    results.sort((a, b) => name(a).localeCompare(name(b)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    results.sort((a, b) =>
+      compareTitles({ id: a.id, name: a.media?.info.name }, { id: b.id, name: b.media?.info.name })
+    );
     this.#results = results;
     this.print(`${count(results.length, "title")} ${what}:`);
     this.#showResults();

@@ -76,6 +76,19 @@ export function describeTags(tags: readonly string[]): string {
   return tags.length > 0 ? `[${tags.join(", ")}]` : "(no tags)";
 }
 
+/**
+ * The order of search results: by name (the catalog answers in no particular order, which changes across
+ * restarts), then by id; titles that could not be read (no name) last.
+ */
+export function compareTitles(a: { id: string; name?: string }, b: { id: string; name?: string }): number {
+  if (a.name !== b.name) {
+    if (a.name === undefined || b.name === undefined) return a.name === undefined ? 1 : -1;
+    const byName = a.name.localeCompare(b.name);
+    if (byName !== 0) return byName;
+  }
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
 /** "1 title" / "2 titles". */
 export function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;

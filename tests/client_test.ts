@@ -545,6 +545,23 @@ Deno.test("client: Main unreachable or without services -> announced retries, th
   assert.ok(unreachable.stdout.split("\n").every((line) => line.length < 300), "no line echoes the whole query");
   assert.equal(unreachable.stderr.trim(), "", "nothing else, no stack trace");
 
+  // --script FILE (here outside the checkout) is read by the client itself, as stdin would be.
+  const script = await Deno.makeTempFile({ suffix: ".txt" });
+  try {
+    await Deno.writeTextFile(script, "# a comment\nstatus\n");
+    const fromFile = await runClientScript(
+      [`Main:tcp -h 127.0.0.1 -p ${port}`, "--attempts=1", "--script", script],
+      "",
+    );
+    assert.deepEqual(outputOf(fromFile.stdout, "status"), [
+      `Main at Main:tcp -h 127.0.0.1 -p ${port}: not connected`,
+      "IceStorm at IceStorm/TopicManager:tcp -h 127.0.0.1 -p 10000: used once logged in",
+      "state: not connected · not logged in · nothing selected · not playing",
+    ]);
+  } finally {
+    await Deno.remove(script);
+  }
+
   // A Main with nothing to hand out answers TemporaryUnavailable: retried the same way.
   const icestorm = await IceStormServer.start();
   const main = await startIceFlixService("main", ["--MainAdapter.Endpoints=tcp -h 127.0.0.1", icestorm.option]);
