@@ -81,7 +81,8 @@ class Client {
     this.#adapter = adapter;
     this.#logger = logger;
     this.#settings = settings;
-    this.#events = new EventChannel(this.#communicator, logger);
+    // The client tells the user about IceStorm in words (client_session.ts); the channel's own reports are debug.
+    this.#events = new EventChannel(this.#communicator, { ...logger, warn: logger.debug, info: logger.debug });
     this.connection = new MainConnection(this.#communicator, settings, {
       print: (text) => this.print(text),
       changed: () => this.#terminal?.refresh(),
@@ -112,7 +113,10 @@ class Client {
       this.#session.user ? `user ${this.#session.user}` : "not logged in",
       this.#selection ? `selected «${this.#selection.info.name}»` : "nothing selected",
       playing,
-      ...(this.operation ? [`${this.operation.doing}… (Ctrl-C cancels)`] : []),
+      // "connecting · ... · connecting…" would say it twice.
+      ...(this.operation
+        ? [`${this.connection.state === this.operation.doing ? "" : `${this.operation.doing}… `}(Ctrl-C cancels)`]
+        : []),
     ].join(" · ");
   }
 

@@ -127,8 +127,9 @@ export class MainConnection {
     } catch {
       throw new UserError(`"${proxyText}" is not a proxy (e.g. Main:tcp -h 127.0.0.1 -p 10010)`);
     }
-    const before = this.#state;
-    this.#setState("connecting");
+    // Trying another Main while this one answers: the state stays "connected" (to this one) meanwhile.
+    const switching = proxyText !== this.#proxyText && this.#state === "connected";
+    if (!switching) this.#setState("connecting");
     this.#events.print(`connecting to Main at ${proxyText}`);
     try {
       const main = await this.#retrying(proxyText, "", () => this.#verify(proxy, proxyText), signal);
@@ -141,12 +142,14 @@ export class MainConnection {
       // Maybe another platform, or the same one restarted: the session is renewed there.
       this.#events.back();
     } catch (error) {
-      const kept = proxyText !== this.#proxyText && before === "connected";
-      this.#setState(kept ? "connected" : "not connected");
-      if (!kept && error instanceof UserError && /is not an IceFlix Main/.test(error.message)) {
+      if (switching) {
+        if (error instanceof CancelledError) throw error;
+        throw new UserError(`${explain(error)}; still using Main at ${this.#proxyText}`);
+      }
+      this.#setState("not connected");
+      if (error instanceof UserError && /is not an IceFlix Main/.test(error.message)) {
         this.#notAMain = proxyText === this.#proxyText;
       }
-      if (kept) throw new UserError(`${explain(error)}; still using Main at ${this.#proxyText}`);
       throw error;
     }
   }
@@ -179,12 +182,15 @@ export class MainConnection {
     for (let attempt = 1;; attempt++) {
       try {
         const result = await cancellable(call(), signal);
-        if (this.#state !== "connecting") this.#setState("connected");
+        // Only the Main in use makes the state; one being tried does not.
+        if (proxyText === this.#proxyText && this.#state !== "connecting") this.#setState("connected");
         return result;
       } catch (error) {
         const unavailable = error instanceof IceFlix.TemporaryUnavailable;
         if (!unavailable && !isUnreachable(error)) throw error;
-        if (!unavailable && this.#state === "connected") this.#setState("reconnecting");
+        if (!unavailable && proxyText === this.#proxyText && this.#state === "connected") {
+          this.#setState("reconnecting");
+        }
         const problem = unavailable
           ? `Main has no ${service} available yet`
           : `Main at ${proxyText} is unreachable (${describeFailure(error)})`;

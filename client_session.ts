@@ -188,9 +188,9 @@ export class ClientSession {
       this.#notify.print(
         answers
           ? `IceStorm at ${this.iceStormProxy} answers again: token expiries arrive as events`
-          : `IceStorm at ${this.iceStormProxy} does not answer (${failure}), so token expiries cannot reach the ` +
-            "client; it checks its token itself meanwhile. Start IceStorm, or give its proxy with " +
-            "--IceStorm.TopicManager.Proxy=...",
+          : `IceStorm at ${this.iceStormProxy} does not answer (${failure}): token expiries cannot arrive, so ` +
+            "the client checks its token itself.\nStart IceStorm, or give its proxy: " +
+            "./run_client --IceStorm.TopicManager.Proxy=...",
       );
     }
     if (answers || credentials.token === undefined || this.#connection.state !== "connected") return;

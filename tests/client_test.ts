@@ -466,6 +466,12 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
           await client.waitFor(/^error: .*gave up after 2 attempts$/);
           await client.type(`connect ${platform.mainProxy}\r`);
           await client.waitForState(/^connected · /);
+          // A connect to another Main that fails keeps the one in use, and the state says connected meanwhile.
+          client.mark();
+          const other = await deadMainProxy();
+          await client.type(`connect ${other}\r`);
+          await client.waitFor("gave up after 2 attempts; still using Main at Main");
+          await client.waitForState(/^connected · /);
           assert.ok(!client.screen.text().includes("::Ice::"), client.screen.text());
           await client.type("quit\r");
           assert.equal((await client.status()).code, 0, client.screen.text());
@@ -493,6 +499,7 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
             `IceStorm at ${wrongIceStorm} does not answer (connection refused: nothing listens there)`,
           );
           await client.waitFor("--IceStorm.TopicManager.Proxy=...");
+          assert.ok(!client.screen.text().includes("::Ice::"), client.screen.text());
           client.mark();
           await client.waitFor(/^\S+ client INFO session token expired; renewed$/);
           await client.type("quit\r");
