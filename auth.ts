@@ -10,8 +10,8 @@
  * The service announces itself through discovery as kind "auth".
  *
  * Several Authenticators may run: they share their tokens (auth_replication.ts,
- * sealed with the key in `IceFlix.Auth.ReplicationKeyFile`), so a token from
- * any one is accepted by every one, and each expiry is published once.
+ * sealed under the installation secret), so a token from any one is accepted
+ * by every one, and each expiry is published once.
  *
  *   ./run_service auth [--Name=value ...]
  *
@@ -25,7 +25,7 @@ import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
 import { reloadOnSignal } from "./reload_signal.ts";
 import { readUsersFile, sha256Hex } from "./users.ts";
-import { readReplicationKey, ReplicatedTokens } from "./auth_replication.ts";
+import { ReplicatedTokens } from "./auth_replication.ts";
 
 /** The SHA-256 digest of `text`, to compare secrets of any length in constant time. */
 async function digest(text: string): Promise<Uint8Array> {
@@ -113,10 +113,6 @@ await runService({
     // A corrupt file at start stops the service here: runService reports it and exits 1.
     const users = await loadUsers(usersFile, logger);
 
-    const key = await readReplicationKey(
-      properties.getPropertyWithDefault("IceFlix.Auth.ReplicationKeyFile", "data/replication.key"),
-    );
-
     // The servant's identity is fixed, so its proxy is known before the servant is added.
     const identity = Ice.stringToIdentity("Authenticator");
     const self = adapter.createProxy(identity);
@@ -127,7 +123,6 @@ await runService({
       context,
       authenticator: self,
       discovery,
-      key,
       lifetime: lifetime * 1000,
       // The topic's publisher forwards each call to every subscriber; publish() never rejects and logs an outage.
       revoke: (expired) =>
@@ -153,7 +148,7 @@ await runService({
     }));
 
     // Before discovery starts: the peers it finds get this replica's tokens.
-    tokens.start();
+    await tokens.start();
     await discovery.start();
     onShutdown(() => discovery.stop());
     logger.info(

@@ -1,30 +1,14 @@
 /**
  * Authenticator replicas that agree (issue 7): a token issued by any replica
- * is accepted by every one, and its expiry is published once.
+ * is accepted by every one at once, a new replica learns the live tokens
+ * before it answers, and each expiry is published once (README, "Authenticator
+ * replicas", tells how).
  *
- * - **Sharing.** `refreshAuthorization` returns a token only after the
- *   issuer has pushed it, in parallel, to every live peer (`share`, facet
- *   `TokenReplica` of each Authenticator object): when the client gets its
- *   token, every replica accepts it. A peer that does not answer within the
- *   call timeout is dropped, and gets the whole table again when discovery
- *   finds it back. Tokens never go through IceStorm, where anyone may
- *   subscribe: only these direct calls carry them, sealed (AES-256-GCM) with
- *   the key all replicas of an installation share, so only a replica can read
- *   them and nobody without the key can inject or withdraw one.
- * - **Catch-up.** A replica that starts lists the running ones (the
- *   subscribers of topic `AuthenticatorReplicas`), and `join`s each: the peer
- *   shares its live tokens with it and, from then on, every new one too.
- *   Until that is done, a token it does not know waits for the catch-up
- *   before the answer is "no". Discovery completes the picture: whenever a
- *   replica finds one it did not know, it shares its whole table with it.
- * - **Revocation, once.** Every replica expires every token at the same
- *   moment (the expiry travels with the token). The issuer publishes the
- *   `revoke`. A peer whose timer fires pings the issuer: if it answers, the
- *   issuer does it; if it is gone, the live replica with the smallest
- *   discovery id does (each replica pings those with smaller ids than its own;
- *   only one finds none alive). Before publishing, the publisher tells its
- *   peers (`revoked`), so no replica still accepts a token once its `revoke`
- *   event is out, whatever their clocks say.
+ * Only replicas that proved the installation secret (trust.ts) take part, and
+ * every message between them is sealed (AES-256-GCM, under a key derived from
+ * that secret) with its sender, its recipient, its time and a nonce inside: a
+ * message read from the wire or replayed to another replica, or later, is
+ * refused.
  *
  * @module
  */
@@ -35,6 +19,7 @@ import { type Discovery, isUnreachable } from "./discovery.ts";
 import { ReplicaRegistry } from "./replica_registry.ts";
 import { describeError, type ServiceContext } from "./service.ts";
 import { type ExpiredToken, type Grant, TokenTable } from "./token_table.ts";
+import { bindingOf, Trust } from "./trust.ts";
 
 /**
  * The facet of each Authenticator object where its peers reach its replica servant, and the identity category of
@@ -45,11 +30,22 @@ const REPLICA_FACET = "TokenReplica";
 /** The topic whose subscribers are the running replicas. Nothing is ever published there. */
 const REPLICAS_TOPIC = "AuthenticatorReplicas";
 
-/** What replicas tell each other, always sealed. */
+/**
+ * What replicas tell each other, always sealed. `from` is the sender's replica id; a `join` carries the binding of
+ * the newcomer's Authenticator proxy (trust.ts), where the peer will send its tokens.
+ */
 type Message =
-  | { kind: "join" | "welcome"; from: string }
+  | { kind: "join"; from: string; newcomer: string }
+  | { kind: "welcome"; from: string }
   | { kind: "grants"; from: string; grants: Grant[] }
   | { kind: "revoked"; from: string; tokens: string[] };
+
+/** What every sealed message also holds: its recipient (the binding of its Authenticator proxy), time and nonce. */
+interface Envelope {
+  to: string;
+  at: number;
+  nonce: string;
+}
 
 /**
  * Tokens per message: about 100 bytes each as JSON, so a message stays far below Ice's default limit of 1 MB
@@ -62,63 +58,76 @@ function batches<T>(items: T[], size = BATCH): T[][] {
   return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 
-/** AES-GCM's recommended nonce, in bytes. */
-const NONCE_BYTES = 12;
-
 /**
- * Reads the replication key file: any non-empty text (./setup writes 32
- * random bytes in hex), hashed into a 256-bit AES key. Every replica of an
- * installation must read the same file.
+ * Seals and opens the messages of one replica, whose Authenticator proxy has
+ * binding `self`.
  */
-export async function readReplicationKey(path: string): Promise<CryptoKey> {
-  let text: string;
-  try {
-    text = (await Deno.readTextFile(path)).trim();
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    throw new Error(`replication key file ${path} not found: ./setup makes one (all replicas need the same file)`);
+class Sealer {
+  readonly #key: CryptoKey;
+  readonly #trust: Trust;
+  /** This replica's Authenticator binding: what the messages for it carry as `to`. */
+  readonly self: string;
+
+  private constructor(key: CryptoKey, trust: Trust, self: string) {
+    this.#key = key;
+    this.#trust = trust;
+    this.self = self;
   }
-  if (text === "") throw new Error(`replication key file ${path} is empty`);
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return crypto.subtle.importKey("raw", digest, "AES-GCM", false, ["encrypt", "decrypt"]);
-}
 
-/** `message` encrypted and authenticated under `key`: the nonce, then the ciphertext and its tag. */
-async function seal(key: CryptoKey, message: Message): Promise<Uint8Array> {
-  const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-  const body = await crypto.subtle.encrypt(
-    { name: "AES-GCM", iv: nonce },
-    key,
-    new TextEncoder().encode(JSON.stringify(message)),
-  );
-  const sealed = new Uint8Array(NONCE_BYTES + body.byteLength);
-  sealed.set(nonce);
-  sealed.set(new Uint8Array(body), NONCE_BYTES);
-  return sealed;
-}
+  /** The sealer of the replica at `authenticator`, with its key derived from the installation secret. */
+  static async create(trust: Trust, authenticator: Ice.ObjectPrx): Promise<Sealer> {
+    const raw = await trust.derive("Authenticator replication");
+    const key = await crypto.subtle.importKey("raw", raw.slice(), "AES-GCM", false, ["encrypt", "decrypt"]);
+    return new Sealer(key, trust, bindingOf(authenticator));
+  }
 
-/**
- * The message sealed in `sealed`, which must be of `kind`.
- *
- * @throws IceFlixAuthReplication.Unreadable if it was not sealed with `key` (or altered since), or is another kind
- */
-async function open<K extends Message["kind"]>(
-  key: CryptoKey,
-  sealed: Uint8Array,
-  kind: K,
-): Promise<Extract<Message, { kind: K }>> {
-  try {
-    const text = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: sealed.slice(0, NONCE_BYTES) },
-      key,
-      sealed.slice(NONCE_BYTES),
+  /** `message` for the replica whose Authenticator binding is `to`, encrypted and authenticated: nonce, then body. */
+  async seal(to: string, message: Message): Promise<Uint8Array> {
+    const envelope: Envelope = { to, at: Date.now(), nonce: Trust.nonce() };
+    const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
+    const body = await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv },
+      this.#key,
+      new TextEncoder().encode(JSON.stringify({ ...message, ...envelope })),
     );
-    const message = JSON.parse(new TextDecoder().decode(text));
-    if (message.kind === kind) return message;
-  } catch {
-    // Falls through: wrong key, altered bytes, or not ours at all.
+    const sealed = new Uint8Array(IV_BYTES + body.byteLength);
+    sealed.set(iv);
+    sealed.set(new Uint8Array(body), IV_BYTES);
+    return sealed;
   }
-  throw new IceFlixAuthReplication.Unreadable();
+
+  /**
+   * The message sealed in `sealed`, which must be of `kind`, for this replica, fresh and never seen before.
+   *
+   * @throws IceFlixAuthReplication.Unreadable saying why not
+   */
+  async open<K extends Message["kind"]>(sealed: Uint8Array, kind: K): Promise<Extract<Message, { kind: K }>> {
+    let message: Message & Envelope;
+    try {
+      const text = await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: sealed.slice(0, IV_BYTES) },
+        this.#key,
+        sealed.slice(IV_BYTES),
+      );
+      message = JSON.parse(new TextDecoder().decode(text));
+    } catch {
+      throw new IceFlixAuthReplication.Unreadable("not sealed with this installation's secret");
+    }
+    if (message.kind !== kind) throw new IceFlixAuthReplication.Unreadable(`a ${message.kind} message, not ${kind}`);
+    if (message.to !== this.self) throw new IceFlixAuthReplication.Unreadable("meant for another replica");
+    const replay = this.#trust.replayRefusal(message.at, message.nonce);
+    if (replay) throw new IceFlixAuthReplication.Unreadable(replay);
+    return message as unknown as Extract<Message, { kind: K }>;
+  }
+}
+
+/** AES-GCM's recommended nonce, in bytes. */
+const IV_BYTES = 12;
+
+/** Whether `grant` is one, as a peer must send it: a token, its issuer, a time. */
+function isGrant(grant: Grant): boolean {
+  return typeof grant?.token === "string" && grant.token.length <= 256 && typeof grant.issuer === "string" &&
+    grant.issuer.length <= 256 && Number.isFinite(grant.expiresAt);
 }
 
 /** The replica servant of `authenticator` (any Authenticator proxy), with a bounded timeout (ms) on every call. */
@@ -134,12 +143,16 @@ export interface ReplicationOptions {
   authenticator: Ice.ObjectPrx;
   /** Its id is this replica's id; it finds the peers. */
   discovery: Discovery;
-  /** From {@linkcode readReplicationKey}. */
-  key: CryptoKey;
   /** How long a token issued here lives (ms). */
   lifetime: number;
   /** Publishes `revoke` for these expired tokens; across all the replicas, each token is given to one of them. */
   revoke(tokens: string[]): Promise<unknown>;
+}
+
+/** A peer as this replica knows it: its replica servant, and the binding its messages are sealed for. */
+interface Peer {
+  replica: IceFlixAuthReplication.TokenReplicaPrx;
+  binding: string;
 }
 
 /** The tokens of one Authenticator replica, kept in agreement with its peers. */
@@ -147,10 +160,9 @@ export class ReplicatedTokens {
   readonly #options: ReplicationOptions;
   readonly #registry: ReplicaRegistry;
   readonly #table: TokenTable;
-  /** Live replicas as far as this one knows: discovery id -> replica servant. */
-  readonly #peers = new Map<string, IceFlixAuthReplication.TokenReplicaPrx>();
-  /** Authenticators that are not replicas of this installation (other implementations, other keys). */
-  readonly #strangers = new Set<string>();
+  /** Live replicas as far as this one knows: discovery id -> how to reach it. */
+  readonly #peers = new Map<string, Peer>();
+  #sealer: Sealer | undefined;
   #self: IceFlixAuthReplication.TokenReplicaPrx | undefined;
   /** Resolves once the catch-up from the running replicas is over. */
   #caughtUp: Promise<void> = Promise.resolve();
@@ -176,17 +188,18 @@ export class ReplicatedTokens {
    * starts the catch-up from the running replicas (in the background: see
    * {@linkcode isLive}). Call it before `discovery.start()`.
    */
-  start(): void {
-    const { context: { adapter, callTimeout }, authenticator, discovery } = this.#options;
-    const servant = new TokenReplicaServant(this.#options.key, this.id, {
-      join: async (newcomer, from) => {
-        const peer = newcomer.ice_invocationTimeout(callTimeout);
+  async start(): Promise<void> {
+    const { context: { adapter, callTimeout, trust }, authenticator, discovery } = this.#options;
+    const sealer = this.#sealer = await Sealer.create(trust, authenticator);
+    const servant = new TokenReplicaServant(sealer, this.id, {
+      join: async (newcomer, { from, newcomer: binding }) => {
+        const peer = { replica: newcomer.ice_invocationTimeout(callTimeout), binding };
         // In the same turn as the snapshot: every token issued from now on reaches the newcomer too.
         this.#peers.set(from, peer);
-        for (const sealed of await this.#sealGrants(this.#table.grants())) await peer.share(sealed);
+        for (const sealed of await this.#sealGrants(peer, this.#table.grants())) await peer.replica.share(sealed);
       },
-      share: (grants) => grants.forEach((grant) => this.#table.add(grant)),
-      revoked: (tokens) => tokens.forEach((token) => this.#table.remove(token)),
+      share: (grants) => grants.filter(isGrant).forEach((grant) => this.#table.add(grant)),
+      revoked: (tokens) => tokens.forEach((token) => this.#table.remove(String(token))),
     });
     // A facet: another servant of the same Ice object, reached with the same proxy plus the facet's name.
     this.#self = IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(
@@ -195,15 +208,17 @@ export class ReplicatedTokens {
     // The registry entry: the same servant, under an identity that carries what a new replica needs to reach it.
     this.#registry.add(servant);
     discovery.onServiceAdded((kind, id, proxy) => {
-      if (kind === "auth") this.#met(id, replicaOf(proxy, callTimeout));
+      // An Authenticator admitted without proof (another implementation) is no replica of ours.
+      if (kind === "auth" && discovery.isProven(kind, id)) this.#met(id, proxy);
     });
     this.#caughtUp = this.#catchUp();
   }
 
-  /** A new token issued here, returned once every live peer has it. */
+  /** A new token issued here, returned once every live peer has it (those it is joining at start included). */
   async issue(): Promise<string> {
+    await this.#caughtUp;
     const grant = this.#table.issue(this.id, this.#options.lifetime);
-    await this.#broadcast(await this.#sealGrants([grant]));
+    await this.#broadcast((peer) => this.#sealGrants(peer, [grant]));
     return grant.token;
   }
 
@@ -214,16 +229,16 @@ export class ReplicatedTokens {
     return this.#table.isLive(token);
   }
 
-  /** Stops the expiry timer (at shutdown; the registry entry goes with the discovery's subscriptions). */
+  /** Stops the expiry timer (at shutdown; the registry entry goes with the event channel's subscriptions). */
   stop(): void {
     this.#table.stop();
   }
 
-  /** Registers in the registry, then joins every replica listed there. */
+  /** Registers in the registry, then joins every replica listed there that proves the secret. */
   async #catchUp(): Promise<void> {
-    const { context: { logger }, key } = this.#options;
+    const { context: { logger } } = this.#options;
     await this.#registry.subscribe();
-    let listed: Map<string, Ice.ObjectPrx>;
+    let listed: Awaited<ReturnType<ReplicaRegistry["list"]>>;
     try {
       listed = await this.#registry.list();
     } catch (error) {
@@ -232,25 +247,35 @@ export class ReplicatedTokens {
       );
       return;
     }
-    const hello = await seal(key, { kind: "join", from: this.id });
-    const joined = (await Promise.all([...listed].map(([name, entry]) => this.#join(name, entry, hello))))
+    const joined = (await Promise.all([...listed].map(([name, listing]) => this.#join(name, listing))))
       .filter(Boolean);
     logger.info(`caught up: ${this.#table.size} live token(s) from ${joined.length} replica(s)`);
   }
 
-  /** Joins the replica of registry entry `entry` (it shares its tokens meanwhile); returns whether it did. */
-  async #join(name: string, entry: Ice.ObjectPrx, hello: Uint8Array): Promise<boolean> {
-    const { context: { callTimeout, logger }, key } = this.#options;
-    const peer = IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(entry).ice_invocationTimeout(callTimeout);
+  /** Joins the replica listed as `name`, once it has proven itself (it shares its tokens meanwhile). */
+  async #join(name: string, { service, entry }: { service: Ice.ObjectPrx; entry: Ice.ObjectPrx }): Promise<boolean> {
+    const { context: { callTimeout, logger, trust } } = this.#options;
+    const sealer = this.#sealer!;
+    const peer = {
+      replica: IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(entry).ice_invocationTimeout(callTimeout),
+      binding: bindingOf(service),
+    };
     try {
-      const { from } = await open(key, await peer.join(this.#self!, hello), "welcome");
+      const proof = await trust.challenge("auth", service, callTimeout);
+      if (typeof proof === "string") {
+        logger.warn(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
+        return false;
+      }
+      const hello = await sealer.seal(peer.binding, { kind: "join", from: this.id, newcomer: sealer.self });
+      const { from } = await sealer.open(await peer.replica.join(this.#self!, hello), "welcome");
+      if (from !== proof.id) throw new IceFlixAuthReplication.Unreadable(`welcome from ${from}, not ${proof.id}`);
       this.#peers.set(from, peer);
       return true;
     } catch (error) {
       if (error instanceof IceFlixAuthReplication.Unreadable) {
-        logger.warn(`replica ${name} uses another replication key: no tokens shared with it`);
+        logger.warn(`replica ${name} refused or sent an unreadable message: ${error.reason}`);
       } else {
-        // Gone (its entry outlived it), or not a replica: off the list. A live one subscribes again at its next tick.
+        // Gone (its entry outlived it): off the list. A live one subscribes again at its next tick.
         logger.info(`replica ${name} does not answer (${describeError(error)}); removed from the registry`);
         void this.#registry.remove(entry);
       }
@@ -258,61 +283,63 @@ export class ReplicatedTokens {
     }
   }
 
-  /** Discovery found Authenticator `id`: a replica of ours gets this one's whole table. */
-  #met(id: string, peer: IceFlixAuthReplication.TokenReplicaPrx): void {
-    if (this.#strangers.has(id)) return;
+  /** Discovery found (and the secret proved) Authenticator `id` at `authenticator`: it gets this one's whole table. */
+  #met(id: string, authenticator: Ice.ObjectPrx): void {
+    const peer = {
+      replica: replicaOf(authenticator, this.#options.context.callTimeout),
+      binding: bindingOf(authenticator),
+    };
     this.#peers.set(id, peer);
-    const messages = this.#sealGrants(this.#table.grants());
+    const messages = this.#sealGrants(peer, this.#table.grants());
     void this.#call(id, peer, async (replica) => {
       for (const sealed of await messages) await replica.share(sealed);
     });
   }
 
-  /** `grants` sealed into `share` messages. */
-  #sealGrants(grants: Grant[]): Promise<Uint8Array[]> {
+  /** `grants` sealed into `share` messages for `peer`. */
+  #sealGrants(peer: Peer, grants: Grant[]): Promise<Uint8Array[]> {
     return Promise.all(
-      batches(grants).map((batch) => seal(this.#options.key, { kind: "grants", from: this.id, grants: batch })),
+      batches(grants).map((batch) =>
+        this.#sealer!.seal(peer.binding, { kind: "grants", from: this.id, grants: batch })
+      ),
     );
   }
 
   /**
-   * Sends `messages` to every known peer (all of them to each one in turn, peers in parallel) as `share` calls, or
+   * Sends to every known peer the messages `seal` makes for it (in turn, peers in parallel) as `share` calls, or
    * as `revoked` calls; resolves when each peer has taken them or failed.
    */
-  async #broadcast(messages: Uint8Array[], operation: "share" | "revoked" = "share"): Promise<void> {
+  async #broadcast(
+    seal: (peer: Peer) => Promise<Uint8Array[]>,
+    operation: "share" | "revoked" = "share",
+  ): Promise<void> {
     await Promise.all(
       [...this.#peers].map(([id, peer]) =>
         this.#call(id, peer, async (replica) => {
-          for (const sealed of messages) await replica[operation](sealed);
+          for (const sealed of await seal(peer)) await replica[operation](sealed);
         })
       ),
     );
   }
 
   /**
-   * Calls peer `id`; a peer that fails is dropped. One that is not a replica
-   * of ours is never called again; one that is unreachable is also forgotten
-   * by discovery, which finds it again when it announces itself (and then it
-   * gets this replica's whole table). Resolves to the call's result, or
-   * undefined if it failed.
+   * Calls peer `id`; a peer that fails is dropped. One that is unreachable
+   * is also forgotten by discovery, which finds it again when it announces
+   * itself (and then it gets this replica's whole table). Resolves to the
+   * call's result, or undefined if it failed.
    */
   async #call<T>(
     id: string,
-    peer: IceFlixAuthReplication.TokenReplicaPrx,
+    peer: Peer,
     call: (replica: IceFlixAuthReplication.TokenReplicaPrx) => PromiseLike<T>,
   ): Promise<T | undefined> {
     const { discovery, context: { logger } } = this.#options;
     try {
-      return await call(peer);
+      return await call(peer.replica);
     } catch (error) {
       if (this.#peers.get(id) === peer) this.#peers.delete(id);
       if (error instanceof IceFlixAuthReplication.Unreadable) {
-        this.#strangers.add(id);
-        logger.warn(`replica ${id} uses another replication key: no tokens shared with it`);
-      } else if (error instanceof Ice.RequestFailedException) {
-        // No such facet or operation: another implementation of the Authenticator.
-        this.#strangers.add(id);
-        logger.info(`auth service ${id} shares no tokens (${describeError(error)})`);
+        logger.warn(`replica ${id} refused a message: ${error.reason}`);
       } else if (isUnreachable(error)) {
         discovery.forget("auth", id);
         logger.warn(`replica ${id} unreachable (${describeError(error)})`);
@@ -323,7 +350,7 @@ export class ReplicatedTokens {
     }
   }
 
-  /** Tokens expired here: publish the revocations that are this replica's to publish (see the module's doc). */
+  /** Tokens expired here: publish the revocations that are this replica's to publish (README: "One revoke"). */
   async #expire(expired: ExpiredToken[]): Promise<void> {
     const byIssuer = Map.groupBy(expired, ({ issuer }) => issuer);
     const ours = await Promise.all(
@@ -332,9 +359,13 @@ export class ReplicatedTokens {
     const tokens = ours.flat().map(({ token }) => token);
     this.#options.context.logger.debug(`${expired.length} token(s) expired; revoking ${tokens.length}`);
     if (tokens.length === 0) return;
-    const { key } = this.#options;
     await this.#broadcast(
-      await Promise.all(batches(tokens).map((batch) => seal(key, { kind: "revoked", from: this.id, tokens: batch }))),
+      (peer) =>
+        Promise.all(
+          batches(tokens).map((batch) =>
+            this.#sealer!.seal(peer.binding, { kind: "revoked", from: this.id, tokens: batch })
+          ),
+        ),
       "revoked",
     );
     await this.#options.revoke(tokens);
@@ -366,36 +397,40 @@ export class ReplicatedTokens {
 
 /** What the replica servant does with the messages it opens. */
 interface ReplicaHandlers {
-  join(newcomer: IceFlixAuthReplication.TokenReplicaPrx, from: string): Promise<void>;
+  join(newcomer: IceFlixAuthReplication.TokenReplicaPrx, hello: Extract<Message, { kind: "join" }>): Promise<void>;
   share(grants: Grant[]): void;
   revoked(tokens: string[]): void;
 }
 
 /** The `TokenReplica` servant: opens what peers send, seals what it answers. */
 class TokenReplicaServant extends IceFlixAuthReplication.TokenReplica {
-  readonly #key: CryptoKey;
+  readonly #sealer: Sealer;
   /** The id of the replica it serves. */
   readonly #id: string;
   readonly #handlers: ReplicaHandlers;
 
-  constructor(key: CryptoKey, id: string, handlers: ReplicaHandlers) {
+  constructor(sealer: Sealer, id: string, handlers: ReplicaHandlers) {
     super();
-    this.#key = key;
+    this.#sealer = sealer;
     this.#id = id;
     this.#handlers = handlers;
   }
 
-  async join(newcomer: IceFlixAuthReplication.TokenReplicaPrx | null, hello: Uint8Array): Promise<Uint8Array> {
-    const { from } = await open(this.#key, hello, "join");
-    if (newcomer) await this.#handlers.join(newcomer, from);
-    return seal(this.#key, { kind: "welcome", from: this.#id });
+  async join(newcomer: IceFlixAuthReplication.TokenReplicaPrx | null, sealed: Uint8Array): Promise<Uint8Array> {
+    const hello = await this.#sealer.open(sealed, "join");
+    // The tokens go where the sealed hello says, not to a proxy swapped in on the way.
+    if (!newcomer || bindingOf(newcomer) !== hello.newcomer) {
+      throw new IceFlixAuthReplication.Unreadable("the newcomer's proxy is not the one its message names");
+    }
+    await this.#handlers.join(newcomer, hello);
+    return this.#sealer.seal(hello.newcomer, { kind: "welcome", from: this.#id });
   }
 
   async share(grants: Uint8Array): Promise<void> {
-    this.#handlers.share((await open(this.#key, grants, "grants")).grants);
+    this.#handlers.share([(await this.#sealer.open(grants, "grants")).grants].flat());
   }
 
   async revoked(tokens: Uint8Array): Promise<void> {
-    this.#handlers.revoked((await open(this.#key, tokens, "revoked")).tokens);
+    this.#handlers.revoked([(await this.#sealer.open(tokens, "revoked")).tokens].flat());
   }
 }

@@ -1,41 +1,19 @@
 /**
  * MediaCatalog replicas that agree (issue 7): an edit accepted by one catalog
- * reaches every other, a catalog that starts late catches up before it
- * answers, and concurrent edits end the same everywhere.
+ * reaches every other before the client's reply, a catalog that starts late
+ * catches up before it answers, and concurrent edits end the same everywhere.
+ * README, "Catalog replicas", tells the rules; in short, every title is
+ * versioned (catalog_database.ts: last-writer-wins per name and per tag, with
+ * Lamport versions), and replicas pull each other's changes in pages
+ * (`changesSince`) when told (`changed`) and every announce interval.
  *
- * **What converges.** Every title is versioned (catalog_database.ts): the name
- * is a last-writer-wins register and each tag, by its search key, another
- * one, present or removed, where a version is a Lamport counter plus the id of
- * the replica that made the edit, compared in that order. Merging keeps the
- * greater version of each, so it is idempotent and commutative: replicas that
- * have seen the same edits hold the same titles, whatever the order they saw
- * them in. Concurrent `addTags` of different tags both survive; of a rename
- * and a rename, or an add and a remove of the same tag, the later Lamport
- * version wins (the greater replica id on a tie). Edits from one replica keep
- * their order, since each has a greater version than the one before.
- *
- * **How changes travel.** Replicas pull, they are never pushed data: each
- * numbers its changes (edits and merges), and a peer asks for the titles
- * changed after the last change it has from it (`CatalogReplica.changesSince`,
- * in pages). An edit is acknowledged to the client once it is on disk here and
- * every live peer has pulled it and stored it: the editing catalog calls
- * `changed` on each (a bounded call; a peer that fails it is skipped and
- * catches up later). Every announce interval each replica also pulls from
- * every peer, which repairs whatever a failure made it miss.
- *
- * **Who the peers are.** Each replica subscribes to IceStorm topic
- * `CatalogReplicas` under the identity `CatalogReplica/<its MediaCatalog
- * proxy>`, and reads the topic's subscribers to find the others. IceStorm
- * answers that before this catalog's adapter dispatches anything, so a
- * catalog starting up pulls from every listed replica before it answers a
- * single request; then it subscribes, and calls `join` on each so that they
- * count it at once (they read the topic again). Every interval each replica
- * reads the topic again. A listed replica that does not answer is
- * unsubscribed (it subscribes itself again when it is back).
- *
- * **Trust.** Anyone can call `changed` or subscribe to a topic; a call only
- * makes this replica pull from a replica listed on the topic, the same trust
- * that discovery gives to announced services.
+ * Anyone can subscribe to the registry topic or call a replica, so: a listed
+ * replica is a peer only once it has proven the installation secret
+ * (trust.ts); every request and every page is signed for its sender, its
+ * recipient and its time, so a replayed one is refused; and what a peer sends
+ * is checked (versions below {@linkcode MAX_COUNTER}, bounded strings and
+ * pages, a paging loop that must advance) before it reaches the database.
+ * Garbage is logged with the peer's name and dropped; the catalog serves on.
  *
  * @module
  */
@@ -56,6 +34,21 @@ const REPLICA_CATEGORY = "CatalogReplica";
 /** How much a page of changes holds (bytes, roughly): well under Ice's 1 MB message limit. */
 const PAGE_BYTES = 256 * 1024;
 
+/**
+ * The greatest version counter taken from a peer: 2^50 edits is more than any catalog makes, and far enough below
+ * 2^53 (where the Lamport clock would stop counting exactly) that local edits never run out of it.
+ */
+export const MAX_COUNTER = 2 ** 50;
+
+/** Pages in one pull at most; a catalog bigger than this × PAGE_BYTES goes on at the next pull. */
+const MAX_PAGES_PER_PULL = 400;
+
+/** Limits on what one title from a peer may hold. */
+const TITLE_LIMITS = { idLength: 256, nameLength: 4096, tags: 1000, tagLength: 1024, replicaLength: 256 };
+
+/** Listed replicas challenged in one listing at most, and how long one that failed is not challenged again (ms). */
+const CHALLENGES = { perListing: 16, refusedFor: 60_000 };
+
 /** What this replica knows of a peer: how to reach it, and up to which of its changes it has merged. */
 interface Peer {
   proxy: Replication.CatalogReplicaPrx;
@@ -75,6 +68,8 @@ export class CatalogReplication {
   readonly #registry: ReplicaRegistry;
   /** Peer name (its MediaCatalog proxy) -> what is known of it. */
   readonly #peers = new Map<string, Peer>();
+  /** Listed replicas that failed their proof, with when. */
+  readonly #refused = new Map<string, number>();
   /** Per peer, the pull that has not started yet: requests arriving meanwhile share it. */
   readonly #queued = new Map<string, Promise<number>>();
   /** Per peer, the pull under way. */
@@ -95,13 +90,14 @@ export class CatalogReplication {
   }
 
   /**
-   * Joins the replicas: pulls every change from every replica listed on the
-   * topic that answers, subscribes to the topic, and tells them to count
-   * this replica. Resolves once their changes are all stored; from then on
-   * pulls again every interval. Call it before the adapter is activated.
+   * Joins the replicas: pulls every change from every listed replica that
+   * proves itself and answers, subscribes to the topic, and tells them to
+   * count this replica. Resolves once their changes are all stored; from
+   * then on pulls again every interval. Call it before the adapter is
+   * activated.
    */
   async start(): Promise<void> {
-    this.#registry.add(new ReplicaServant(this, this.#database));
+    this.#registry.add(new ReplicaServant(this, this.#database, this.#context));
     const before = this.#database.lastChange;
     // A replica subscribes once it has caught up, moments before it is ready: pulling from the listed ones never
     // waits for one that is itself catching up (two catalogs started together find each other at their first tick).
@@ -110,7 +106,7 @@ export class CatalogReplication {
     await this.#registry.subscribe();
     // The peers count this replica from now on: their next edits are spread to it too. What they changed since the
     // first pull comes with a second one, short.
-    await this.#forEachPeer((peer) => peer.join(this.name));
+    await this.#forEachPeer(async (peer, name) => peer.join(this.name, await this.#sign("join", name, [])));
     await this.#pullFromAll();
     const merged = this.#database.lastChange - before;
     this.#context.logger.info(`caught up with ${this.#peers.size} other replica(s): ${merged} change(s) merged`);
@@ -128,15 +124,25 @@ export class CatalogReplication {
    * once each has stored them, or failed to (bounded by the call timeout).
    */
   async spread(): Promise<void> {
-    await this.#forEachPeer((peer) => peer.changed(this.name));
+    await this.#forEachPeer(async (peer, name) => peer.changed(this.name, await this.#sign("changed", name, [])));
+  }
+
+  /** A signature of this replica's message `purpose` about `body` to peer `to`. */
+  #sign(purpose: string, to: string, body: unknown): Promise<Uint8Array> {
+    return this.#context.trust.sign(purpose, this.name, to, body);
+  }
+
+  /** Why a `purpose` message from `from` to this replica is refused, or undefined (trust.ts). */
+  refusal(purpose: string, from: string, body: unknown, signature: Uint8Array): Promise<string | undefined> {
+    return this.#context.trust.refusal(purpose, from, this.name, body, signature);
   }
 
   /** Calls `call` on every peer at once (with a bounded timeout); a peer that does not answer is dropped. */
-  async #forEachPeer(call: (peer: Replication.CatalogReplicaPrx) => PromiseLike<void>): Promise<void> {
+  async #forEachPeer(call: (peer: Replication.CatalogReplicaPrx, name: string) => PromiseLike<void>): Promise<void> {
     await Promise.all(
       [...this.#peers].map(async ([name, peer]) => {
         try {
-          await call(peer.proxy.ice_invocationTimeout(this.#context.callTimeout));
+          await call(peer.proxy.ice_invocationTimeout(this.#context.callTimeout), name);
         } catch (error) {
           await this.#failed(name, error);
         }
@@ -145,13 +151,14 @@ export class CatalogReplication {
   }
 
   /**
-   * Peer `name` has new changes (its `changed` call): pulls them. A name not
-   * on the topic is ignored; a failed pull is logged (the next one repairs it).
+   * Peer `name` has new changes (its signed `changed` call): pulls them. A
+   * name that is not a proven replica on the topic is ignored; a failed
+   * pull is logged (the next one repairs it).
    */
   async changedAt(name: string): Promise<void> {
     if (!this.#peers.has(name)) await this.#listPeers();
     if (!this.#peers.has(name)) {
-      this.#context.logger.info(`ignoring changes announced by ${name}: not a replica on topic ${REPLICAS_TOPIC}`);
+      this.#context.logger.info(`ignoring changes announced by ${name}: not a proven replica on ${REPLICAS_TOPIC}`);
       return;
     }
     await this.#pull(name).then(
@@ -160,11 +167,11 @@ export class CatalogReplication {
     );
   }
 
-  /** Replica `name` has just subscribed to the topic (its `join` call): reads the topic again. */
+  /** Replica `name` has just subscribed to the topic (its signed `join` call): reads the topic again. */
   async joined(name: string): Promise<void> {
     await this.#listPeers();
     if (!this.#peers.has(name)) {
-      this.#context.logger.info(`ignoring join of ${name}: not a replica on topic ${REPLICAS_TOPIC}`);
+      this.#context.logger.info(`ignoring join of ${name}: not a proven replica on ${REPLICAS_TOPIC}`);
     }
   }
 
@@ -176,23 +183,42 @@ export class CatalogReplication {
   }
 
   /**
-   * Adds the replicas subscribed to the topic that are not peers yet. Peers
-   * leave only by failing a call: a listing that crossed a newer one on the
-   * way cannot remove a replica that has just joined.
+   * Adds the replicas subscribed to the topic that are not peers yet and
+   * prove the secret. Peers leave only by failing a call: a listing that
+   * crossed a newer one on the way cannot remove a replica that has just
+   * joined. A subscriber that failed its proof is not challenged again for a
+   * while, and a listing challenges a bounded number: forged entries cost
+   * bounded work.
    */
   async #listPeers(): Promise<void> {
-    let listed: Map<string, Ice.ObjectPrx>;
+    const { callTimeout, logger, trust } = this.#context;
+    let listed: Awaited<ReturnType<ReplicaRegistry["list"]>>;
     try {
       listed = await this.#registry.list();
     } catch (error) {
-      this.#context.logger.debug(`cannot list the replicas on ${REPLICAS_TOPIC}: ${describeError(error)}`);
+      logger.debug(`cannot list the replicas on ${REPLICAS_TOPIC}: ${describeError(error)}`);
       return;
     }
-    for (const [name, entry] of listed) {
-      if (this.#peers.has(name)) continue;
+    const now = Date.now();
+    const candidates = [...listed].filter(([name]) =>
+      !this.#peers.has(name) && !(now - (this.#refused.get(name) ?? -Infinity) < CHALLENGES.refusedFor)
+    ).slice(0, CHALLENGES.perListing);
+    await Promise.all(candidates.map(async ([name, { service, entry }]) => {
+      const proof = await trust.challenge("catalog", service, callTimeout).catch((error) => {
+        // Not remembered: a replica that is starting answers at the next listing.
+        logger.debug(`replica ${name} listed on ${REPLICAS_TOPIC} does not answer (${describeError(error)})`);
+      });
+      if (proof === undefined) return;
+      if (typeof proof === "string") {
+        logger.warn(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
+        this.#refused.set(name, Date.now());
+        return;
+      }
+      this.#refused.delete(name);
+      if (this.#peers.has(name)) return;
       this.#peers.set(name, { proxy: Replication.CatalogReplicaPrx.uncheckedCast(entry), epoch: "", last: 0 });
-      this.#context.logger.info(`replica ${name} found`);
-    }
+      logger.info(`replica ${name} found`);
+    }));
   }
 
   /** Pulls from every peer at once; a peer that does not answer is dropped. */
@@ -230,24 +256,47 @@ export class CatalogReplication {
     return next;
   }
 
+  /**
+   * Pulls pages from peer `name` until one is complete, each page signed by
+   * the peer for this request; at most {@linkcode MAX_PAGES_PER_PULL} pages,
+   * and each must move on, so a peer answering `complete: false` forever
+   * only makes this pull end.
+   */
   async #pullPages(name: string): Promise<number> {
     const peer = this.#peers.get(name);
     if (!peer) return 0;
+    const { callTimeout, logger, trust } = this.#context;
     let merged = 0;
-    for (let complete = false; !complete;) {
-      const changes = await peer.proxy.ice_invocationTimeout(this.#context.callTimeout)
-        .changesSince(peer.epoch, new Ice.Long(peer.last), PAGE_BYTES);
-      const titles = changes.titles.flatMap((title) => {
+    for (let page = 0; page < MAX_PAGES_PER_PULL; page++) {
+      const request = [peer.epoch, longText(new Ice.Long(peer.last)), PAGE_BYTES];
+      const signature = await this.#sign("changesSince", name, request);
+      const changes = await peer.proxy.ice_invocationTimeout(callTimeout)
+        .changesSince(peer.epoch, new Ice.Long(peer.last), PAGE_BYTES, this.name, signature);
+      const refusal = await trust.refusal("changes", name, this.name, pageBody(signature, changes), changes.signature);
+      if (refusal) throw new Error(`its page of changes is refused: ${refusal}`);
+      const last = changes.last.toNumber();
+      if (!Number.isSafeInteger(last) || last < 0 || typeof changes.epoch !== "string") {
+        throw new Error(`its page of changes ends at a change number out of range`);
+      }
+      for (const title of changes.titles) {
         const versioned = fromSlice(title);
-        if (versioned) return [[title.id, versioned] as const];
-        this.#context.logger.warn(`replica ${name} sent title ${JSON.stringify(title.id)} with a version out of range`);
-        return [];
-      });
-      // Stored before the peer's position moves on: a crash here means pulling the page again, not losing it.
-      const changed = await Promise.all(titles.map(([id, title]) => this.#database.merge(id, title)));
-      merged += changed.filter(Boolean).length;
-      [peer.epoch, peer.last, complete] = [changes.epoch, changes.last.toNumber(), changes.complete];
+        if (typeof versioned === "string") {
+          logger.warn(`replica ${name} sent title ${JSON.stringify(String(title.id).slice(0, 80))}: ${versioned}`);
+          continue;
+        }
+        try {
+          // Stored before the peer's position moves on: a crash here means pulling the page again, not losing it.
+          if (await this.#database.merge(title.id, versioned)) merged++;
+        } catch (error) {
+          logger.warn(`replica ${name} sent title ${title.id} that cannot be merged: ${describeError(error)}`);
+        }
+      }
+      const movedOn = changes.epoch !== peer.epoch || last > peer.last;
+      [peer.epoch, peer.last] = [changes.epoch, last];
+      if (changes.complete) return merged;
+      if (!movedOn) throw new Error("its pages do not move on (complete: false, same position)");
     }
+    logger.warn(`replica ${name}: ${MAX_PAGES_PER_PULL} pages in one pull; the rest comes with the next pull`);
     return merged;
   }
 
@@ -268,36 +317,86 @@ export class CatalogReplication {
   }
 }
 
-/** The servant peers call: it hands out this replica's changes and takes notice of theirs. */
+/** The servant peers call: it hands out this replica's changes and takes notice of theirs, once signed. */
 class ReplicaServant extends Replication.CatalogReplica {
   readonly #replication: CatalogReplication;
   readonly #database: CatalogDatabase;
+  readonly #context: ServiceContext;
 
-  constructor(replication: CatalogReplication, database: CatalogDatabase) {
+  constructor(replication: CatalogReplication, database: CatalogDatabase, context: ServiceContext) {
     super();
     this.#replication = replication;
     this.#database = database;
+    this.#context = context;
   }
 
-  changesSince(epoch: string, after: Ice.Long, maxBytes: number): Replication.Changes {
+  async changesSince(
+    epoch: string,
+    after: Ice.Long,
+    maxBytes: number,
+    replica: string,
+    signature: Uint8Array,
+    current: Ice.Current,
+  ): Promise<Replication.Changes> {
+    await this.#require("changesSince", replica, [epoch, longText(after), maxBytes], signature, current);
     // Change numbers start again at every run: a caller that counted in another run gets everything.
     const from = epoch === this.#database.replica ? after.toNumber() : 0;
     const { last, titles, complete } = this.#database.changesSince(from, Math.min(Math.max(maxBytes, 1), PAGE_BYTES));
-    return new Replication.Changes(
+    const changes = new Replication.Changes(
       this.#database.replica,
       new Ice.Long(last),
       titles.map(([id, title]) => toSlice(id, title)),
       complete,
     );
+    changes.signature = await this.#context.trust.sign(
+      "changes",
+      this.#replication.name,
+      replica,
+      pageBody(signature, changes),
+    );
+    return changes;
   }
 
-  changed(replica: string): Promise<void> {
-    return this.#replication.changedAt(replica);
+  async changed(replica: string, signature: Uint8Array, current: Ice.Current): Promise<void> {
+    await this.#require("changed", replica, [], signature, current);
+    await this.#replication.changedAt(replica);
   }
 
-  join(replica: string): Promise<void> {
-    return this.#replication.joined(replica);
+  async join(replica: string, signature: Uint8Array, current: Ice.Current): Promise<void> {
+    await this.#require("join", replica, [], signature, current);
+    await this.#replication.joined(replica);
   }
+
+  /** Refuses (logged with where it came from) a request that is not signed by a replica of this installation. */
+  async #require(purpose: string, from: string, body: unknown, signature: Uint8Array, current: Ice.Current) {
+    const refusal = await this.#replication.refusal(purpose, from, body, signature);
+    if (!refusal) return;
+    const origin = current.con?.toString().replace(/\s+/g, " ") ?? "this process";
+    this.#context.logger.warn(`refused ${purpose} from ${from.slice(0, 200)} (${origin}): ${refusal}`);
+    throw new Replication.Refused(refusal);
+  }
+}
+
+/** An Ice long as exact text, for signatures (its number may not fit a double). */
+function longText(value: Ice.Long): string {
+  return `${value.high}:${value.low}`;
+}
+
+/** What the signature of a page covers: the request it answers, and everything in it. */
+function pageBody(request: Uint8Array, changes: Replication.Changes): unknown {
+  const version = ({ counter, replica }: Replication.Version) => [longText(counter), replica];
+  return [
+    Array.from(request),
+    changes.epoch,
+    longText(changes.last),
+    changes.complete,
+    changes.titles.map((title) => [
+      title.id,
+      title.name,
+      version(title.nameVersion),
+      title.tags.map((tag) => [tag.tag, tag.present, version(tag.version)]),
+    ]),
+  ];
 }
 
 /** Title `id` as replicas send it. */
@@ -313,15 +412,23 @@ function toSlice(id: string, title: VersionedTitle): Replication.Title {
   );
 }
 
-/** A title as a replica sent it, or `undefined` if one of its versions is not a counter this side can hold. */
-function fromSlice(title: Replication.Title): VersionedTitle | undefined {
+/** A title as a replica sent it, or what is wrong with it (out of the bounds this side holds). */
+function fromSlice(title: Replication.Title): VersionedTitle | string {
+  const { idLength, nameLength, tags, tagLength, replicaLength } = TITLE_LIMITS;
+  if (title.id.length === 0 || title.id.length > idLength) return "an empty or overlong id";
+  if (title.name.length > nameLength) return "an overlong name";
+  if (title.tags.length > tags) return `more than ${tags} tags`;
+  if (title.tags.some(({ tag }) => tag.length > tagLength)) return "an overlong tag";
   const version = ({ counter, replica }: Replication.Version) => ({ counter: counter.toNumber(), replica });
   const versioned = {
     name: title.name,
     nameVersion: version(title.nameVersion),
     tags: title.tags.map(({ tag, present, version: tagVersion }) => ({ tag, present, version: version(tagVersion) })),
   };
-  const valid = [versioned.nameVersion, ...versioned.tags.map(({ version }) => version)]
-    .every(({ counter }) => Number.isSafeInteger(counter) && counter >= 0);
-  return valid ? versioned : undefined;
+  const versions = [versioned.nameVersion, ...versioned.tags.map(({ version }) => version)];
+  if (!versions.every(({ counter }) => Number.isSafeInteger(counter) && counter >= 0 && counter <= MAX_COUNTER)) {
+    return `a version out of range (0 to 2^50)`;
+  }
+  if (versions.some(({ replica }) => replica.length > replicaLength)) return "an overlong replica id";
+  return versioned;
 }

@@ -57,6 +57,8 @@ export class StreamController extends IceFlix.StreamController {
 
   readonly #media: StreamMedia;
   readonly #context: StreamContext;
+  /** The Ice connection of the `getStream` call that created this stream (null: from this very process). */
+  readonly #origin: Ice.Connection | null;
   readonly #onClosed: () => void;
   readonly #identity: Ice.Identity = Ice.stringToIdentity(crypto.randomUUID());
   readonly #description: string;
@@ -72,9 +74,16 @@ export class StreamController extends IceFlix.StreamController {
   /** Sender changes (getSDP, close) run one after the other, in call order. */
   #senderChanges: Promise<unknown> = Promise.resolve();
 
-  private constructor(media: StreamMedia, token: string, context: StreamContext, onClosed: () => void) {
+  private constructor(
+    media: StreamMedia,
+    token: string,
+    origin: Ice.Connection | null,
+    context: StreamContext,
+    onClosed: () => void,
+  ) {
     super();
     this.#media = media;
+    this.#origin = origin;
     this.#token = token;
     this.#context = context;
     this.#onClosed = onClosed;
@@ -86,15 +95,17 @@ export class StreamController extends IceFlix.StreamController {
    * Creates a controller for `media`, authorised by `token` (already checked):
    * adds its servant, creates its topic, subscribes it to revocations.
    *
+   * @param origin the connection `getStream` came on: the only one `getSDP` is taken from
    * @param onClosed called once the controller is closed and its sender gone
    */
   static async open(
     media: StreamMedia,
     token: string,
+    origin: Ice.Connection | null,
     context: StreamContext,
     onClosed: () => void,
   ): Promise<{ controller: StreamController; proxy: IceFlix.StreamControllerPrx }> {
-    const controller = new StreamController(media, token, context, onClosed);
+    const controller = new StreamController(media, token, origin, context, onClosed);
     const { adapter, events, logger } = context;
     // A UUID identity: the proxy is the client's handle on this stream, and nobody can guess another's.
     const proxy = IceFlix.StreamControllerPrx.uncheckedCast(adapter.add(controller, controller.#identity));
@@ -117,6 +128,15 @@ export class StreamController extends IceFlix.StreamController {
   }
 
   async getSDP(authentication: string, port: number, current: Ice.Current): Promise<string> {
+    // Anyone holding the proxy could otherwise point the video elsewhere: through IceStorm (subscribe the
+    // controller to a topic, publish getSDP there) at IceStorm's host, or from any other host at its own.
+    if ((current.con ?? null) !== this.#origin) {
+      this.#context.logger.warn(
+        `${this.#description}: getSDP refused from ${connectionAddresses(current).remote}: not the connection that ` +
+          "created the stream",
+      );
+      throw new IceFlix.Unauthorized();
+    }
     await this.#authorize(authentication);
     if (!Number.isInteger(port) || port < PORTS.first || port > PORTS.last) {
       // The Slice leaves getSDP only Unauthorized: a refused port is a run-time error with the reason as its text.

@@ -4,9 +4,13 @@
  * Each service instance has a unique id. It announces itself on topic
  * `ServiceAvailability` at start and every `IceFlix.Discovery.AnnounceInterval`
  * seconds, listens to the same topic, and keeps the live services of each kind
- * (authenticators, catalogs, media providers). A service that stops answering
- * a ping, or fails a call, is dropped; {@linkcode Discovery.callAny} tries
- * every known candidate in turn and fails only when none is left.
+ * (authenticators, catalogs, media providers). Anyone can publish there, so
+ * an announced service counts only once it has proven that it holds the
+ * installation secret (trust.ts), or is admitted by the operator; the first
+ * proxy proven for an id keeps it, and a proxy keeps its first id. A service
+ * that stops answering a ping, or fails a call, is dropped;
+ * {@linkcode Discovery.callAny} tries every known candidate in turn and fails
+ * only when none is left.
  *
  * @module
  */
@@ -15,6 +19,16 @@ import { Ice } from "ice";
 import { IceFlix } from "./slice/iceflix.js";
 import { TOPICS } from "./events.ts";
 import { describeError, type ServiceContext } from "./service.ts";
+import { bindingOf } from "./trust.ts";
+
+/**
+ * Announcements checked at once, at most: a flood of forged ones costs bounded work and connections, and the ones
+ * left over are heard again at their next announcement.
+ */
+const MAX_PENDING_CHECKS = 32;
+
+/** How long an announcement that failed its check is ignored without a new check (ms), and how many are kept. */
+const REFUSAL_MEMORY = { ms: 60_000, entries: 4096 };
 
 /** The kinds of service that announce themselves, with their proxy types. */
 export interface ServiceKinds {
@@ -45,6 +59,9 @@ export interface SelfAnnouncement {
   proxy: Ice.ObjectPrx;
 }
 
+/** Called with each service discovery finds. */
+export type ServiceListener = (kind: ServiceKind, id: string, proxy: Ice.ObjectPrx) => void;
+
 /** Whether `error` says the remote service is gone or hung, rather than that the request was refused. */
 export function isUnreachable(error: unknown): boolean {
   return error instanceof Ice.LocalException && !(error instanceof Ice.CommunicatorDestroyedException);
@@ -67,9 +84,13 @@ export class Discovery {
     media: new Map(),
   };
   readonly #next: Record<ServiceKind, number> = { auth: 0, catalog: 0, media: 0 };
-  readonly #listeners: ((kind: ServiceKind, id: string, proxy: Ice.ObjectPrx) => void)[] = [];
-  /** Announcements being checked, by service id. */
+  readonly #listeners: ServiceListener[] = [];
+  /** Announcements being checked, by kind, id and proxy. */
   readonly #checking = new Map<string, Promise<void>>();
+  /** Announcements that failed their check (kind, id and proxy), with when. */
+  readonly #refused = new Map<string, number>();
+  /** Per kind, the ids admitted without proof (spec-only services the operator let in). */
+  readonly #admitted = new Set<string>();
   #subscriber: Ice.ObjectPrx | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -81,6 +102,7 @@ export class Discovery {
   constructor(context: ServiceContext, self?: SelfAnnouncement) {
     this.#context = context;
     this.#self = self;
+    if (self) context.trust.serveProofs(context.adapter, { kind: self.kind, id: this.id }, self.proxy);
   }
 
   /**
@@ -104,8 +126,13 @@ export class Discovery {
   }
 
   /** Calls `listener` for every service found from now on (those known already are in {@linkcode services}). */
-  onServiceAdded(listener: (kind: ServiceKind, id: string, proxy: Ice.ObjectPrx) => void): void {
+  onServiceAdded(listener: ServiceListener): void {
     this.#listeners.push(listener);
+  }
+
+  /** Whether service `id` of `kind` is known and proved the secret (rather than being admitted without proof). */
+  isProven(kind: ServiceKind, id: string): boolean {
+    return this.#services[kind].has(id) && !this.#admitted.has(`${kind} ${id}`);
   }
 
   /** The live services of `kind`, as id -> proxy. */
@@ -115,6 +142,7 @@ export class Discovery {
 
   /** Forgets service `id` of `kind` (it failed a call). */
   forget(kind: ServiceKind, id: string): void {
+    this.#admitted.delete(`${kind} ${id}`);
     if (this.#services[kind].delete(id)) this.#context.logger.info(`${kind} service ${id} gone`);
   }
 
@@ -144,37 +172,86 @@ export class Discovery {
   }
 
   /**
-   * An announcement arrived: verify the proxy's type and remember it. Another
+   * An announcement arrived: check it and remember the service. Another
    * announcement of the same service arriving during the check shares it, so
    * a service is found once.
    */
   learn(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx | null): Promise<void> {
     if (id === this.id || !proxy) return Promise.resolve();
-    let check = this.#checking.get(id);
-    if (!check) {
-      check = this.#check(kind, id, proxy).finally(() => this.#checking.delete(id));
-      this.#checking.set(id, check);
+    const key = JSON.stringify([kind, id, bindingOf(proxy)]);
+    let check = this.#checking.get(key);
+    if (check) return check;
+    if (this.#isKnownOrRefused(kind, id, proxy, key)) return Promise.resolve();
+    if (this.#checking.size >= MAX_PENDING_CHECKS) {
+      this.#context.logger.debug(`ignoring ${kind} announcement ${id} for now: ${MAX_PENDING_CHECKS} checks under way`);
+      return Promise.resolve();
     }
+    check = this.#check(kind, id, proxy, key).finally(() => this.#checking.delete(key));
+    this.#checking.set(key, check);
     return check;
   }
 
-  async #check(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx): Promise<void> {
+  /**
+   * Whether the announcement needs no check: its service is known already;
+   * or it names a known id with another proxy, or a known proxy with another
+   * id (an impostor, or an alias: the known one stays until it is gone); or
+   * it failed its check a moment ago.
+   */
+  #isKnownOrRefused(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx, key: string): boolean {
     const known = this.#services[kind].get(id);
-    if (known && known.equals(proxy)) return;
+    if (known) {
+      if (!known.equals(proxy)) this.#context.logger.debug(`ignoring ${kind} announcement ${id}: another proxy`);
+      return true;
+    }
+    const binding = bindingOf(proxy);
+    if ([...this.#services[kind].values()].some((other) => bindingOf(other) === binding)) {
+      this.#context.logger.debug(`ignoring ${kind} announcement ${id}: its proxy is known under another id`);
+      return true;
+    }
+    const refusedAt = this.#refused.get(key);
+    if (refusedAt !== undefined && Date.now() - refusedAt < REFUSAL_MEMORY.ms) return true;
+    this.#refused.delete(key);
+    return false;
+  }
+
+  async #check(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx, key: string): Promise<void> {
+    const { callTimeout, logger, trust } = this.#context;
+    const admission = trust.admission(proxy);
+    let refusal: string | undefined;
     try {
-      if (!(await proxy.ice_invocationTimeout(this.#context.callTimeout).ice_isA(TYPE_IDS[kind]))) {
-        this.#context.logger.warn(`ignoring ${kind} announcement ${id}: its proxy is not a ${TYPE_IDS[kind]}`);
-        return;
+      if (!(await proxy.ice_invocationTimeout(callTimeout).ice_isA(TYPE_IDS[kind]))) {
+        refusal = `its proxy is not a ${TYPE_IDS[kind]}`;
+      } else if (!admission) {
+        const proof = await trust.challenge(kind, proxy, callTimeout, id);
+        if (typeof proof === "string") refusal = proof;
       }
     } catch (error) {
-      this.#context.logger.debug(`ignoring ${kind} announcement ${id}: unreachable (${describeError(error)})`);
+      // Not remembered as refused: it may be a service that is starting.
+      logger.debug(`ignoring ${kind} announcement ${id}: unreachable (${describeError(error)})`);
       return;
     }
+    if (refusal) {
+      logger.warn(`ignoring ${kind} announcement ${id} at ${proxy}: ${refusal}`);
+      this.#rememberRefused(key);
+      return;
+    }
+    // Checked while another announcement of the same id or proxy was: the first one proven stays.
+    if (this.#isKnownOrRefused(kind, id, proxy, key)) return;
     this.#services[kind].set(id, CASTS[kind](proxy));
-    this.#context.logger.info(`${kind} service ${id} found`);
+    if (admission) {
+      this.#admitted.add(`${kind} ${id}`);
+      logger.warn(`${kind} service ${id} at ${proxy} admitted without proof (${admission})`);
+    } else {
+      logger.info(`${kind} service ${id} found`);
+    }
     for (const listener of this.#listeners) listener(kind, id, proxy);
     // A newcomer missed our earlier announcements: announce now, not at the next tick, so it can use us at once.
-    if (!known) this.#announce();
+    this.#announce();
+  }
+
+  #rememberRefused(key: string): void {
+    if (this.#refused.size >= REFUSAL_MEMORY.entries) this.#refused.delete(this.#refused.keys().next().value!);
+    this.#refused.set(key, Date.now());
   }
 
   async #tick(): Promise<void> {

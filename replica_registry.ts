@@ -47,20 +47,22 @@ export class ReplicaRegistry {
   }
 
   /**
-   * The other replicas listed now: name (their service's proxy) -> their
-   * entry. Subscribers of other categories, and names that are not proxies,
-   * are left out.
+   * The other replicas listed now: name -> their service's proxy (the name
+   * read as one) and their entry. Subscribers of other categories, and names
+   * that are not proxies, are left out. Anyone can subscribe: a caller
+   * believes a listed replica only once it has proven itself (trust.ts).
    *
    * @throws Ice.LocalException when IceStorm cannot be reached
    */
-  async list(): Promise<Map<string, Ice.ObjectPrx>> {
+  async list(): Promise<Map<string, { service: Ice.ObjectPrx; entry: Ice.ObjectPrx }>> {
     const { communicator, events, logger } = this.#context;
     const subscribers = await (await events.topic(this.#topicName)).getSubscribers();
-    const replicas = new Map<string, Ice.ObjectPrx>();
+    const replicas = new Map<string, { service: Ice.ObjectPrx; entry: Ice.ObjectPrx }>();
     for (const identity of subscribers) {
       if (identity.category !== this.#identity.category || identity.name === this.name) continue;
       try {
-        replicas.set(identity.name, communicator.stringToProxy(identity.name).ice_identity(identity));
+        const service = communicator.stringToProxy(identity.name);
+        replicas.set(identity.name, { service, entry: service.ice_identity(identity) });
       } catch (error) {
         logger.debug(`ignoring subscriber ${identity.name} of ${this.#topicName}: ${describeError(error)}`);
       }

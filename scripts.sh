@@ -17,7 +17,7 @@ ensure_setup() {
   for ice in "$iceflix_root"/slice/*.ice; do
     [[ -f "${ice%.ice}.js" ]] || { "$iceflix_root/setup" >&2; return; }
   done
-  [[ -x "$iceflix_root/node_modules/deno/deno" && -s "$iceflix_root/data/replication.key" &&
+  [[ -x "$iceflix_root/node_modules/deno/deno" && -s "$iceflix_root/data/installation.key" &&
     -f "$iceflix_root/web/app.js" ]] || "$iceflix_root/setup" >&2
 }
 

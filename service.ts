@@ -11,6 +11,7 @@ import { Ice } from "ice";
 import { createObjectAdapter } from "./acceptor.ts";
 import { EventChannel } from "./events.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
+import { Trust } from "./trust.ts";
 
 export { createLogger, describeError, type Logger, type LogLevel } from "./log.ts";
 
@@ -95,15 +96,17 @@ export interface ServiceContext {
   callTimeout: number;
   /** Seconds between announcements, liveness checks and periodic pulls (`IceFlix.Discovery.AnnounceInterval`, 5). */
   announceInterval: number;
+  /** The installation secret, and what is admitted without proof of it. */
+  trust: Trust;
 }
 
 /**
  * The context of a service listening at `adapter`, from the adapter's
  * communicator's properties.
  *
- * @throws Error when a timing property is nonsense
+ * @throws Error when a timing property is nonsense, or the secret file is missing
  */
-export function createServiceContext(adapter: Ice.ObjectAdapter, logger: Logger): ServiceContext {
+export async function createServiceContext(adapter: Ice.ObjectAdapter, logger: Logger): Promise<ServiceContext> {
   const communicator = adapter.getCommunicator();
   const properties = communicator.getProperties();
   return {
@@ -114,6 +117,7 @@ export function createServiceContext(adapter: Ice.ObjectAdapter, logger: Logger)
     events: new EventChannel(communicator, logger),
     callTimeout: secondsProperty(properties, "IceFlix.Discovery.CallTimeout", DEFAULT_CALL_TIMEOUT) * 1000,
     announceInterval: secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", DEFAULT_ANNOUNCE_INTERVAL),
+    trust: await Trust.load(communicator, logger),
   };
 }
 
@@ -155,7 +159,7 @@ export async function runService(options: ServiceOptions, args: string[] = [...D
     communicator = initializeCommunicator(args);
     logger = createLogger(options.name, communicator.getProperties());
     const adapter = await createObjectAdapter(communicator, options.adapterName);
-    const context = createServiceContext(adapter, logger);
+    const context = await createServiceContext(adapter, logger);
     // Registered first, so it runs last: the services' own cleanups still reach IceStorm.
     cleanups.unshift(() => context.events.close());
     const proxy = await options.setup({ ...context, onShutdown: (cleanup) => cleanups.unshift(cleanup) });

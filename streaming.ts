@@ -389,7 +389,7 @@ class StreamProvider extends IceFlix.StreamProvider {
     this.#announce = announce;
   }
 
-  async getStream(id: string, authentication: string): Promise<IceFlix.StreamControllerPrx> {
+  async getStream(id: string, authentication: string, current?: Ice.Current): Promise<IceFlix.StreamControllerPrx> {
     const { discovery, logger } = this.#context;
     await requireValidToken(discovery, logger, authentication, `getStream of ${id}`);
     const media = this.#library.get(id);
@@ -409,6 +409,7 @@ class StreamProvider extends IceFlix.StreamProvider {
       const { controller, proxy } = await StreamController.open(
         media,
         authentication,
+        current?.con ?? null,
         this.#context,
         () => this.#streams.delete(controller),
       );

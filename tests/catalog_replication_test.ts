@@ -195,12 +195,15 @@ Deno.test("replicas: an edit is on every replica when it returns; a late or rest
     ].sort();
     for (const replica of [a, b]) assert.deepEqual(await contents(replica), expected);
 
-    // Anyone can call a replica's `changed`: one that names no replica on the topic changes nothing.
+    // Anyone can call a replica's `changed`: one not signed by a replica of this installation is refused.
     const name = world.communicator.proxyToString(b.catalog);
     const replica = IceFlixCatalogReplication.CatalogReplicaPrx.uncheckedCast(
       b.catalog.ice_identity(new Ice.Identity(name, "CatalogReplica")),
     );
-    await replica.changed("MediaCatalog:tcp -h 127.0.0.1 -p 9");
+    await assert.rejects(
+      replica.changed("MediaCatalog:tcp -h 127.0.0.1 -p 9", new Uint8Array(56)),
+      IceFlixCatalogReplication.Refused,
+    );
     assert.deepEqual(await contents(b), expected);
   } finally {
     await world.stop();

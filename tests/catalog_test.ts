@@ -105,7 +105,7 @@ async function announced<T extends Ice.Object>(
 ): Promise<TestService<T>> {
   const { communicator, adapter } = await testCommunicator([world.icestorm.option, INTERVAL, QUIET]);
   const identity = Ice.stringToIdentity(name);
-  const context = createServiceContext(adapter, createLogger(name, communicator.getProperties()));
+  const context = await createServiceContext(adapter, createLogger(name, communicator.getProperties()));
   const discovery = new Discovery(context, { kind, proxy: adapter.createProxy(identity) });
   const servant = create(discovery, context.events);
   adapter.add(servant, identity);

@@ -119,7 +119,7 @@ Deno.test("discovery: services find each other once; a SIGKILLed one is pruned w
   const first = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
   const second = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
   try {
-    const context = createServiceContext(adapter, createLogger("observer", communicator.getProperties()));
+    const context = await createServiceContext(adapter, createLogger("observer", communicator.getProperties()));
     const observer = new Discovery(context);
     await observer.start();
     const idOf = (proxy: string) =>
@@ -134,11 +134,11 @@ Deno.test("discovery: services find each other once; a SIGKILLed one is pruned w
     const found: string[] = [];
     observer.onServiceAdded((_kind, id) => found.push(id));
     // The observer's announcement listener hands every announcement to learn(); here both are in before either check
-    // (an ice_isA call to the announced proxy) has answered.
+    // (an ice_isA call and a proof from the announced proxy) has answered.
+    observer.forget("auth", firstId);
     const twin = communicator.stringToProxy(first.proxy);
-    await Promise.all([observer.learn("auth", "twin", twin), observer.learn("auth", "twin", twin)]);
-    assert.deepEqual(found, ["twin"]);
-    observer.forget("auth", "twin");
+    await Promise.all([observer.learn("auth", firstId, twin), observer.learn("auth", firstId, twin)]);
+    assert.deepEqual(found, [firstId]);
 
     // Nobody calls the killed toy: the periodic pings alone prune it, within 2 announce intervals. The intervals are
     // counted as the survivor's own announcements (it announces and pings once a tick), not in milliseconds, so a
@@ -181,7 +181,7 @@ Deno.test("service context: the call timeout is property IceFlix.Discovery.CallT
     const { communicator, adapter } = await testCommunicator([...property]);
     try {
       assert.equal(
-        createServiceContext(adapter, createLogger("test", communicator.getProperties())).callTimeout,
+        (await createServiceContext(adapter, createLogger("test", communicator.getProperties()))).callTimeout,
         expected,
       );
     } finally {
@@ -191,7 +191,7 @@ Deno.test("service context: the call timeout is property IceFlix.Discovery.CallT
   for (const nonsense of ["0", "-1", "soon"]) {
     const { communicator, adapter } = await testCommunicator([`--IceFlix.Discovery.CallTimeout=${nonsense}`]);
     try {
-      assert.throws(
+      await assert.rejects(
         () => createServiceContext(adapter, createLogger("test", communicator.getProperties())),
         /IceFlix\.Discovery\.CallTimeout must be a positive number of seconds/,
       );
@@ -205,7 +205,9 @@ Deno.test("IceStorm restarted with its data wiped: services re-subscribe and ann
   const icestorm = await IceStormServer.start();
   const interval = "--IceFlix.Discovery.AnnounceInterval=1";
   const { communicator, adapter } = await testCommunicator([icestorm.option, interval]);
-  const observer = new Discovery(createServiceContext(adapter, createLogger("observer", communicator.getProperties())));
+  const observer = new Discovery(
+    await createServiceContext(adapter, createLogger("observer", communicator.getProperties())),
+  );
   const before = await startService("tests/toy_service.ts", [TOY_ENDPOINTS, icestorm.option, interval]);
   let after: Awaited<ReturnType<typeof startService>> | undefined;
   try {

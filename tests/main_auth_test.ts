@@ -100,7 +100,7 @@ Deno.test("main: hands out live auth and catalog services, round-robin; none or 
     auths.push(auth.child);
     const catalogPrx = adapter.addWithUUID(new EmptyCatalog());
     const catalog = new Discovery(
-      createServiceContext(adapter, createLogger("catalog", communicator.getProperties())),
+      await createServiceContext(adapter, createLogger("catalog", communicator.getProperties())),
       {
         kind: "catalog",
         proxy: catalogPrx,

@@ -170,15 +170,10 @@ Deno.test("replicas: a token from any is accepted by every one at once; a late o
     // A replica with another key (another installation, or an impostor) can neither read nor inject tokens.
     const keyFile = `${platform.dir}/other.key`;
     await Deno.writeTextFile(keyFile, "another installation's key");
-    const stranger = await platform.startAuth(30, [`--IceFlix.Auth.ReplicationKeyFile=${keyFile}`]);
+    const stranger = await platform.startAuth(30, [`--IceFlix.Trust.SecretFile=${keyFile}`]);
     await assertAuthorized([stranger], [...tokens, fromC], false);
     const [fromStranger] = await platform.logIn(stranger);
     await assertAuthorized([a, b, c], [fromStranger], false);
-    assert.match(stranger.child.stderr, /uses another replication key: no tokens shared with it/);
-    await eventually(
-      "a finds the stranger through discovery and tells it apart",
-      () => a.child.stderr.includes(`replica ${stranger.id} uses another replication key: no tokens shared with it`),
-    );
     await assertAuthorized([a, b, c], [...tokens, fromC], true);
     platform.assertNeverLogged([...tokens, fromC, fromStranger]);
   } finally {
