@@ -62,6 +62,9 @@ class Platform {
 
   /** The page's URL, when started with `web`. */
   pageUrl = "";
+  routerProxy = "";
+  mainProxy = "";
+  glacier2!: Child;
   usersFile = "";
   authChild!: Child;
 
@@ -122,15 +125,16 @@ class Platform {
     const main = await startIceFlixService("main", ["--MainAdapter.Endpoints=tcp -h 127.0.0.1", icestorm, interval]);
     this.children.push(main.child);
     const routerPort = await freePort();
-    this.children.push(
-      new Child("glacier2router", [
-        `--Ice.Config=${ROOT}config/glacier2.config`,
-        `--Glacier2.Client.Endpoints=ws -h 127.0.0.1 -p ${routerPort}`,
-      ]),
-    );
+    this.glacier2 = new Child("glacier2router", [
+      `--Ice.Config=${ROOT}config/glacier2.config`,
+      `--Glacier2.Client.Endpoints=ws -h 127.0.0.1 -p ${routerPort}`,
+    ]);
+    this.children.push(this.glacier2);
+    this.routerProxy = `Glacier2/router:ws -h 127.0.0.1 -p ${routerPort}`;
+    this.mainProxy = main.proxy;
     const page = await startIceFlixService("web", [
       `--IceFlix.Web.Port=${await freePort()}`,
-      `--IceFlix.Web.RouterProxy=Glacier2/router:ws -h 127.0.0.1 -p ${routerPort}`,
+      `--IceFlix.Web.RouterProxy=${this.routerProxy}`,
       `--IceFlix.Client.MainProxy=${main.proxy}`,
       icestorm,
     ]);
@@ -401,6 +405,42 @@ Deno.test("page: a token that expires and cannot be renewed stops playback when 
     assert.ok(await currentTime(page) < 9, "stopped before the end of the 10 s video");
     assert.equal((await get(url)).status, 403);
     assert.match(platform.streamingLog(), /closed \(no new token within 2 s of the revocation\)/);
+  } finally {
+    await close();
+    await platform.stop();
+  }
+});
+
+Deno.test("glacier2: a browser's session reaches the platform's loopback services; asking for more ends it", async () => {
+  const platform = await Platform.start(30, 10, true);
+  const { page, close } = await openPage(platform.pageUrl);
+  try {
+    // A session of its own per probe, made in the page with the ice package's browser build (globals Ice, Glacier2).
+    const probe = (proxy: string) =>
+      page.evaluate<string>(`(async () => {
+        const initData = new Ice.InitializationData();
+        initData.properties = Ice.createProperties();
+        initData.properties.setProperty("Ice.Default.Router", ${JSON.stringify(platform.routerProxy)});
+        const communicator = Ice.initialize(initData);
+        try {
+          await Glacier2.RouterPrx.uncheckedCast(communicator.getDefaultRouter()).createSession("anyone", "");
+          await communicator.stringToProxy(${JSON.stringify(proxy)}).ice_invocationTimeout(5000).ice_ping();
+          return "reached";
+        } catch (error) {
+          return error.ice_id ? error.ice_id() : String(error);
+        } finally {
+          await communicator.destroy();
+        }
+      })()`);
+    assert.equal(await probe(platform.mainProxy), "reached");
+    // Glacier2 refuses the proxy and closes the connection, so the session ends.
+    assert.equal(await probe("Elsewhere:tcp -h 192.0.2.1 -p 10010"), "::Ice::ConnectionLostException");
+    assert.equal(await probe("Mixed:tcp -h 127.0.0.1 -p 22:tcp -h 192.0.2.1 -p 22"), "::Ice::ConnectionLostException");
+    await eventually("Glacier2 says which proxies it rejected", () => {
+      const log = platform.glacier2.stderr;
+      return log.includes("rejected proxy Elsewhere") && log.includes("rejected proxy Mixed");
+    });
+    assert.match((await state(page))!, /^connected/, "the page's own session goes on");
   } finally {
     await close();
     await platform.stop();
