@@ -149,7 +149,8 @@ export class StreamController extends IceFlix.StreamController {
       await this.#sender?.stop();
       const description = `${this.#description} to ${remote}:${port}`;
       const sender = new RtpSender(
-        senderArguments(this.#media.path, this.#media.format, destination),
+        this.#media.path,
+        senderArguments(this.#media.format, destination),
         description,
         this.#context.logger,
         () => {

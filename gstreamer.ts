@@ -4,8 +4,9 @@
  * tells a player how to receive it, and the sender process itself.
  *
  * IceFlix does not implement a video protocol: every stream is one
- * `gst-launch-1.0` process, started with an argument array (no shell, so a
- * file name is never interpreted) and stopped with a signal.
+ * `gst-launch-1.0` process, started with an argument array and stopped with a
+ * signal. The video file is handed to it as a descriptor, never by name: see
+ * {@linkcode SENDER_INPUT}.
  *
  * @module
  */
@@ -76,8 +77,19 @@ export interface Destination {
 }
 
 /**
- * The `gst-launch-1.0` arguments that send the video of `path` as RTP/H.264
- * to `destination`, paced in real time (`udpsink sync=true`).
+ * Where a sender reads its video: descriptor 3, opened on the file by
+ * {@linkcode RtpSender} before gst-launch-1.0 starts. gst-launch joins its
+ * arguments and parses them again as pipeline text, so a file name in
+ * `location=` could add elements (`a" ! filesink location=victim ...` wrote
+ * over a file). A descriptor leaves only text of our own making in the
+ * pipeline, with nothing to clean up afterwards (unlike a link of our own
+ * naming); filesrc opens it again through /dev/fd, so it stays seekable.
+ */
+export const SENDER_INPUT = "/dev/fd/3";
+
+/**
+ * The `gst-launch-1.0` arguments that send the video at {@linkcode SENDER_INPUT}
+ * as RTP/H.264 to `destination`, paced in real time (`udpsink sync=true`).
  *
  * - Copy: the H.264 stream of an MP4/MOV file is only re-packetised, which costs
  *   about 1 % of a core.
@@ -87,11 +99,11 @@ export interface Destination {
  * Both repeat SPS/PPS before every key frame (`config-interval=-1`): a player
  * that starts late still gets what it needs to decode.
  */
-export function senderArguments(path: string, format: VideoFormat, destination: Destination): string[] {
+export function senderArguments(format: VideoFormat, destination: Destination): string[] {
   const source = format.copy
-    ? ["filesrc", `location=${path}`, "!", "qtdemux", "name=demux", "demux.video_0", "!", "h264parse"]
+    ? ["filesrc", `location=${SENDER_INPUT}`, "!", "qtdemux", "name=demux", "demux.video_0", "!", "h264parse"]
     : [
-      ...["filesrc", `location=${path}`, "!", "decodebin", "!", "videoconvert", "!", "video/x-raw,format=I420"],
+      ...["filesrc", `location=${SENDER_INPUT}`, "!", "decodebin", "!", "videoconvert", "!", "video/x-raw,format=I420"],
       ...["!", "x264enc", "tune=zerolatency", "speed-preset=veryfast", "key-int-max=30"],
     ];
   return [
@@ -144,6 +156,13 @@ const STOP_GRACE = 200;
 const KEPT_ERROR_LINES = 3;
 
 /**
+ * Runs its arguments after the first as a command with the file named by the
+ * first open as descriptor 3. The name is a positional parameter of sh: never
+ * parsed, neither by sh nor by gst-launch.
+ */
+const WITH_INPUT_DESCRIPTOR = 'input="$1"; shift; exec "$@" 3<"$input"';
+
+/**
  * One running `gst-launch-1.0` sender. When it ends by itself (end of the
  * file, or an error) the end is logged and `onEnd` called; {@linkcode stop}
  * ends it on purpose.
@@ -154,16 +173,17 @@ export class RtpSender {
   #stopping = false;
 
   /**
-   * Starts `gst-launch-1.0 args`.
+   * Starts `gst-launch-1.0 args` reading `path` as {@linkcode SENDER_INPUT}.
    *
    * @param description names the stream in log lines
    * @param onEnd called once the process has ended by itself
    */
-  constructor(args: string[], description: string, logger: Logger, onEnd: () => void = () => {}) {
+  constructor(path: string, args: string[], description: string, logger: Logger, onEnd: () => void = () => {}) {
     // Through setpriv (util-linux): the kernel kills the sender when the service dies, even by SIGKILL, instead of
-    // leaving it streaming to the client until the end of the video with nobody able to stop it.
+    // leaving it streaming to the client until the end of the video with nobody able to stop it. setpriv and sh
+    // execute what follows in their own process, so the pid stays gst-launch's.
     this.#process = new Deno.Command("setpriv", {
-      args: ["--pdeathsig", "KILL", "gst-launch-1.0", ...args],
+      args: ["--pdeathsig", "KILL", "sh", "-c", WITH_INPUT_DESCRIPTOR, "sh", path, "gst-launch-1.0", ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -182,7 +202,7 @@ export class RtpSender {
     });
   }
 
-  /** The process id of gst-launch-1.0 (setpriv executes it in its own process). */
+  /** The process id of gst-launch-1.0 (setpriv and sh execute it in their own process). */
   get pid(): number {
     return this.#process.pid;
   }

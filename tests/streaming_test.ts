@@ -383,6 +383,32 @@ Deno.test("getSDP: both samples are decoded (copy and re-encode), the SDP plays,
   }
 });
 
+Deno.test("a file name that is pipeline text plays as a video and changes no pipeline (it is never parsed)", async () => {
+  // gst-launch parses its arguments again: once this name in location= added a filesink that emptied the victim.
+  // The victim is relative to the service's folder (a name cannot hold "/"), so it lives there, named by this test.
+  const victim = `victim-${crypto.randomUUID()}.txt`;
+  const name = `a" ! filesink location=${victim} fakesrc name=z.mp4`;
+  const media = await mediaFolder([]);
+  await Deno.copyFile(`${ROOT}media/${COPY_SAMPLE}`, `${media}/${name}`);
+  await Deno.writeTextFile(`${ROOT}${victim}`, "precious");
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media);
+    await stack.startAuth();
+    const controller = (await stack.provider.getStream(await sha256sum(`${media}/${name}`), TOKEN))!;
+    const port = await freePort();
+    const receiver = await stack.receiver(port);
+    await controller.getSDP(TOKEN, port);
+    await eventually("the receiver decodes frames", () => receiver.frames >= SOME_FRAMES);
+    assert.equal(await Deno.readTextFile(`${ROOT}${victim}`), "precious", "the victim is untouched");
+    await controller.stop();
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+    await Deno.remove(`${ROOT}${victim}`);
+  }
+});
+
 Deno.test("revocation: requestAuthentication on the sync topic; a refresh in time keeps the stream, none ends it", async () => {
   // A real Authenticator: a controller believes a revocation only if the Authenticator no longer accepts the token
   // (see replication_test.ts for forged ones), so the tokens here really expire. They live long enough for the
