@@ -37,6 +37,9 @@ export { searchKey, type TitleInfo, type Version, type VersionedTitle } from "./
 /** The journal is folded into the JSON file once it has this many lines, or as many as there are titles. */
 const MIN_LINES_BEFORE_FOLDING = 1000;
 
+/** Names put into the trigram lists per turn of the event loop, after loading (a few ms: requests wait no longer). */
+const NAMES_INDEXED_PER_TURN = 10_000;
+
 /** A title in memory. */
 interface StoredTitle {
   name: string;
@@ -74,6 +77,8 @@ export class CatalogDatabase {
   readonly #changes = new Map<string, number>();
   #lastChange = 0;
   readonly #journal: JsonJournal;
+  /** The next turn of the background fill of the trigram lists, while there is one. */
+  #indexing: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(path: string, logger: Logger, replica: string, journalLines: number) {
     this.path = path;
@@ -101,11 +106,13 @@ export class CatalogDatabase {
     const journal = await readJournal(`${path}.journal`, logger);
     const database = new CatalogDatabase(path, logger, replica, journal.lines);
     // Nothing is written before every title and edit has been read: a bad one throws with both files untouched.
-    for (const id in stored) database.#put(id, parseTitle(path, id, stored[id]));
+    // The names' trigrams are indexed once the catalog answers (substring searches scan the rest until then).
+    for (const id in stored) database.#put(id, parseTitle(path, id, stored[id]), true);
     journal.values.forEach((entry, index) =>
-      database.#put(...parseJournalEntry(database.#journal.path, index + 1, entry))
+      database.#put(...parseJournalEntry(database.#journal.path, index + 1, entry), true)
     );
     if (journal.lines > 0) await database.#journal.fold();
+    database.#indexSomeNames();
     return database;
   }
 
@@ -245,7 +252,15 @@ export class CatalogDatabase {
 
   /** Writes what is pending, folds the journal into the JSON file and closes it (at shutdown). */
   close(): Promise<void> {
+    clearTimeout(this.#indexing);
     return this.#journal.close();
+  }
+
+  /** Fills the trigram lists a part at a time, one part per turn of the event loop, until all names are in. */
+  #indexSomeNames(): void {
+    this.#indexing = this.#names.indexSome(NAMES_INDEXED_PER_TURN)
+      ? undefined
+      : setTimeout(() => this.#indexSomeNames(), 0);
   }
 
   #title(id: string): StoredTitle {
@@ -259,15 +274,19 @@ export class CatalogDatabase {
     return { counter: ++this.#clock, replica: this.replica };
   }
 
-  /** Sets title `id` to `title` in memory, indexes included (loading, adding, merging): its next change. */
-  #put(id: string, title: VersionedTitle): void {
+  /**
+   * Sets title `id` to `title` in memory, indexes included (loading, adding,
+   * merging): its next change. While `loading`, the trigrams of a new name
+   * wait for {@linkcode #indexSomeNames}.
+   */
+  #put(id: string, title: VersionedTitle, loading = false): void {
     this.#clock = Math.max(this.#clock, latestCounter(title));
     let known = this.#titles.get(id);
     if (known) {
       // A later journal line, or a merge, replaces the title.
       this.#setName(known, title.name, title.nameVersion);
     } else {
-      const position = this.#names.add(searchKey(title.name));
+      const position = this.#names.add(searchKey(title.name), !loading);
       known = { name: title.name, nameVersion: title.nameVersion, states: [], keys: [], tags: [], position };
       this.#ids.push(id);
       this.#titles.set(id, known);

@@ -10,7 +10,8 @@
  * checks only the titles of the shortest list with `includes`: a name that
  * contains the text contains each of its trigrams, so no answer is missed,
  * and the check keeps hash collisions out. Texts shorter than a trigram are
- * scanned.
+ * scanned, and so are names not in the trigram lists yet: a catalog that loads
+ * many titles answers at once and fills the lists in the background.
  *
  * @module
  */
@@ -52,24 +53,46 @@ export class NameIndex {
   /** Trigram bucket -> ascending positions whose key has a trigram in that bucket (the first `#lengths[b]`). */
   readonly #lists: (Int32Array | undefined)[] = new Array(1 << BUCKET_BITS);
   readonly #lengths = new Int32Array(1 << BUCKET_BITS);
+  /** The positions below this one are in the trigram lists; the others are scanned until {@linkcode indexSome}. */
+  #indexed = 0;
 
   /** How many positions there are. */
   get size(): number {
     return this.#keys.length;
   }
 
-  /** Appends a name with search key `key`; returns its position. */
-  add(key: string): number {
+  /** How many positions are in the trigram lists (the first ones). */
+  get indexed(): number {
+    return this.#indexed;
+  }
+
+  /**
+   * Appends a name with search key `key`; returns its position. Its trigrams
+   * are indexed now if `now` and every position before it is indexed;
+   * otherwise by {@linkcode indexSome} (loading many names: ready sooner).
+   */
+  add(key: string, now = true): number {
     const position = this.#keys.push(key) - 1;
     this.#addExact(key, position);
-    for (let start = 0; start + 3 <= key.length; start++) {
-      const bucket = bucketOf(key, start);
-      const length = this.#lengths[bucket];
-      // Positions arrive in ascending order: a repeated trigram of this key is the list's last element.
-      if (length > 0 && this.#lists[bucket]![length - 1] === position) continue;
-      this.#insert(bucket, length, position);
-    }
+    if (now && position === this.#indexed) this.indexSome(1);
     return position;
+  }
+
+  /** Puts up to `count` more positions into the trigram lists; returns whether every position is in them. */
+  indexSome(count: number): boolean {
+    const end = Math.min(this.#keys.length, this.#indexed + count);
+    for (let position = this.#indexed; position < end; position++) {
+      const key = this.#keys[position];
+      for (let start = 0; start + 3 <= key.length; start++) {
+        const bucket = bucketOf(key, start);
+        const length = this.#lengths[bucket];
+        // Positions arrive in ascending order: a repeated trigram of this key is the list's last element.
+        if (length > 0 && this.#lists[bucket]![length - 1] === position) continue;
+        this.#insert(bucket, length, position);
+      }
+    }
+    this.#indexed = Math.max(this.#indexed, end);
+    return this.#indexed === this.#keys.length;
   }
 
   /** Gives position `position` the search key `key` (a rename). */
@@ -79,6 +102,7 @@ export class NameIndex {
     this.#keys[position] = key;
     this.#removeExact(old, position);
     this.#addExact(key, position);
+    if (position >= this.#indexed) return;
     const [before, after] = [bucketsOf(old), bucketsOf(key)];
     for (const bucket of before) {
       if (after.has(bucket)) continue;
@@ -110,14 +134,17 @@ export class NameIndex {
       return found;
     }
     let [shortest, shortestLength]: [Int32Array, number] = [new Int32Array(0), Infinity];
-    for (let start = 0; start + 3 <= key.length; start++) {
+    for (let start = 0; start + 3 <= key.length && shortestLength > 0; start++) {
       const bucket = bucketOf(key, start);
       const length = this.#lengths[bucket];
-      if (length === 0) return found;
-      if (length < shortestLength) [shortest, shortestLength] = [this.#lists[bucket]!, length];
+      if (length < shortestLength) [shortest, shortestLength] = [this.#lists[bucket] ?? shortest, length];
     }
     for (let index = 0; index < shortestLength; index++) {
       const position = shortest[index];
+      if (keys[position].includes(key)) found.push(position);
+    }
+    // The positions not in the lists yet come after all those in them.
+    for (let position = this.#indexed; position < keys.length; position++) {
       if (keys[position].includes(key)) found.push(position);
     }
     return found;

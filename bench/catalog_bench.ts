@@ -96,7 +96,7 @@ async function startCatalog(root: string, path: string, shared?: IceStormServer)
     icestorm.option,
     `--IceFlix.Catalog.DatabaseFile=${path}`,
   ], { cwd: root });
-  const proxy = await child.line(1, 120);
+  const proxy = await child.line(1, 900);
   const ready = performance.now() - started;
   return { child, icestorm, catalog: IceFlix.MediaCatalogPrx.uncheckedCast(client.stringToProxy(proxy)), ready };
 }
