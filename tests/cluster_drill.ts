@@ -14,8 +14,8 @@
  * 3. a catalog is SIGKILLed: its node starts it again, it serves again, Main
  *    hands it out again and it has the edit made while it was down (at the
  *    end, an Authenticator that IceGrid stops ends cleanly);
- * 2. host3, the coordinator of IceStorm, dies (every process SIGKILLed, its link
- *    down) under a client load through Main: no operation fails beyond one
+ * 2. host3, the coordinator of IceStorm, loses power (its link down, then every
+ *    process SIGKILLed) under a client load through Main: no operation fails beyond one
  *    retry, every acknowledged edit is on the surviving catalogs, revocations
  *    and media announcements still arrive, playback of a stream from host3
  *    resumes from another host after a new `getStream`;
@@ -511,19 +511,21 @@ async function hostDeath(drill: ClusterDrill): Promise<ClusterLoad> {
   await load.progress(60);
   const afterLoad = performance.now();
   // Revocations: a token issued after the death is revoked when it expires (token-lifetime, 10 s in the test).
-  await eventually(
-    "a token issued after the death is revoked",
-    () => load.tokens.some(({ token, time }) => time > killed + 3000 && drill.revocations.has(token)),
-    30,
-  ).catch(() => {});
-  const revoked = load.tokens.some(({ token, time }) => time > killed + 3000 && drill.revocations.has(token));
+  const revokedAfterDeath = () =>
+    load.tokens.some(({ token, time }) => time > killed + 3000 && drill.revocations.has(token));
+  await eventually("a token issued after the death is revoked", revokedAfterDeath, 60).catch(() => {});
+  const revoked = revokedAfterDeath();
+  const lastRevocation = Math.max(...drill.revocations.values()) - killed;
   // Media announcements: a surviving provider announces its media again, and the announcements arrive.
+  // (Asked again every few seconds: while IceStorm elects, the provider's own publishing may outlast our call.)
   const asked = performance.now();
   const survivor = drill.announcements.find((a) => a.kind === "media" && a.proxy && hostOf(a.proxy) !== DOOMED);
-  await IceFlix.StreamProviderPrx.uncheckedCast(survivor!.proxy!).ice_invocationTimeout(CLIENT_TIMEOUT)
-    .reannounceMedia();
-  await eventually("newMedia arrives", () => drill.newMedia.some(({ time }) => time > asked), 20).catch(() => {});
-  const announced = drill.newMedia.some(({ time }) => time > asked);
+  const provider = IceFlix.StreamProviderPrx.uncheckedCast(survivor!.proxy!).ice_invocationTimeout(CLIENT_TIMEOUT);
+  const announced = await eventually("newMedia arrives", async () => {
+    if (drill.newMedia.some(({ time }) => time > asked)) return true;
+    await provider.reannounceMedia().catch((error) => drill.logger.info(`reannounceMedia: ${describeError(error)}`));
+    return await delay(1000).then(() => drill.newMedia.some(({ time }) => time > asked));
+  }, 40).then(() => true, () => false);
   await load.stop();
 
   let missing: string[] = [];
@@ -554,7 +556,12 @@ async function hostDeath(drill: ClusterDrill): Promise<ClusterLoad> {
     load.tags.length > 0 && missing.length === 0,
     `${load.tags.length} tags acknowledged; missing: ${missing.join(", ")}`,
   );
-  drill.report.check("2. revocations keep flowing (a token issued after the death is revoked)", revoked);
+  drill.report.check(
+    "2. revocations keep flowing (a token issued after the death is revoked)",
+    revoked,
+    `${drill.revocations.size} revocations heard, the last ${Math.round(lastRevocation)} ms after the death; ` +
+      `${load.tokens.filter(({ time }) => time > killed + 3000).length} tokens issued since`,
+  );
   drill.report.check("2. media announcements keep flowing", announced);
   drill.report.check(
     "2. the stream from the dead host ends, and a new getStream plays from a provider on another host",
@@ -579,7 +586,11 @@ async function hostReturn(drill: ClusterDrill, load: ClusterLoad): Promise<void>
   const replica = IceStorm.TopicManagerPrx.uncheckedCast(
     drill.proxy("IceFlix.IceStorm/TopicManager@IceFlix.IceStorm3.TopicManager"),
   );
-  const topics = await replica.retrieveAll().then((all) => [...all.keys()], (error) => [describeError(error)]);
+  let topics: string[] = [];
+  await eventually("the IceStorm replica of the host that came back holds the topics", async () => {
+    topics = await replica.retrieveAll().then((all) => [...all.keys()], (error) => [describeError(error)]);
+    return topics.includes(TOPICS.serviceAvailability);
+  }, 30).catch(() => {});
   // The catalogs converge: the same tags on the sample everywhere, every acknowledged one among them.
   let views: string[] = [];
   await eventually("the three catalogs agree", async () => {
