@@ -25,6 +25,7 @@ import {
   scratchDir,
   startIceFlixService,
   testCommunicator,
+  waitForPort,
   writeUsersFile,
 } from "../harness.ts";
 
@@ -130,6 +131,7 @@ class Platform {
       `--Glacier2.Client.Endpoints=ws -h 127.0.0.1 -p ${routerPort}`,
     ]);
     this.children.push(this.glacier2);
+    await waitForPort(routerPort);
     this.routerProxy = `Glacier2/router:ws -h 127.0.0.1 -p ${routerPort}`;
     this.mainProxy = main.proxy;
     const page = await startIceFlixService("web", [
@@ -359,6 +361,12 @@ Deno.test("page: connect, a wrong password refused, log in, search, select, tag,
     await page.locator("#results li.selected", { hasText: "browser test, vp8" }).waitFor();
     const id = await sha256File(WEBM);
     assert.deepEqual((await platform.catalog.getTile(id)).info.tags, ["browser test", "vp8"]);
+    // A search by tags finds it, with its name and tags.
+    await page.fill("#query", "VP8, nothing like it");
+    await page.selectOption("#mode", "any");
+    await page.click("#search-button");
+    await page.locator("#message", { hasText: "1 title(s) found" }).waitFor();
+    assert.deepEqual(await page.locator("#results li").allTextContents(), ["bouncing_ball browser test, vp8"]);
 
     await page.click("#play");
     await eventually("the video plays past 2 s", async () => await currentTime(page) > 2, 20);

@@ -55,7 +55,9 @@ function explain(error: unknown): string {
   if (error instanceof IceFlix.Unauthorized) return "not authorized: the services refused the session (log in again)";
   if (error instanceof IceFlix.TemporaryUnavailable) return "the service is not available now; try again in a moment";
   if (error instanceof IceFlix.WrongMediaId) return `the catalog has no title with id ${error.id}`;
-  if (error instanceof Ice.ObjectNotExistException) return "the gateway refused to reach that service (filtered)";
+  if (error instanceof Ice.ObjectNotExistException) {
+    return "that object is gone (a stream that ended, or a service restarted)";
+  }
   if (error instanceof Ice.Exception) {
     const { reason, unknown } = error as { reason?: string; unknown?: string };
     return `${error.ice_id()}${reason || unknown ? `: ${(reason || unknown)!.split("\n")[0]}` : ""}`;
