@@ -13,6 +13,8 @@
  * @module
  */
 import { Ice } from "ice";
+import { Buffer } from "node:buffer";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 // @ts-types="./slice/auth_replication.d.ts"
 import { IceFlixAuthReplication } from "./slice/auth_replication.js";
 import { type Discovery, isUnreachable } from "./discovery.ts";
@@ -63,12 +65,12 @@ function batches<T>(items: T[], size = BATCH): T[][] {
  * binding `self`.
  */
 class Sealer {
-  readonly #key: CryptoKey;
+  readonly #key: Uint8Array;
   readonly #trust: Trust;
   /** This replica's Authenticator binding: what the messages for it carry as `to`. */
   readonly self: string;
 
-  private constructor(key: CryptoKey, trust: Trust, self: string) {
+  private constructor(key: Uint8Array, trust: Trust, self: string) {
     this.#key = key;
     this.#trust = trust;
     this.self = self;
@@ -76,24 +78,20 @@ class Sealer {
 
   /** The sealer of the replica at `authenticator`, with its key derived from the installation secret. */
   static async create(trust: Trust, authenticator: Ice.ObjectPrx): Promise<Sealer> {
-    const raw = await trust.derive("Authenticator replication");
-    const key = await crypto.subtle.importKey("raw", raw.slice(), "AES-GCM", false, ["encrypt", "decrypt"]);
-    return new Sealer(key, trust, bindingOf(authenticator));
+    return new Sealer(await trust.derive("Authenticator replication"), trust, bindingOf(authenticator));
   }
 
-  /** `message` for the replica whose Authenticator binding is `to`, encrypted and authenticated: nonce, then body. */
-  async seal(to: string, message: Message): Promise<Uint8Array> {
+  /**
+   * `message` for the replica whose Authenticator binding is `to`, encrypted and authenticated: nonce, tag, body.
+   * node:crypto rather than Web Crypto: every login seals once per peer, and Web Crypto's promise would cost each
+   * one a trip through a thread pool.
+   */
+  seal(to: string, message: Message): Uint8Array {
     const envelope: Envelope = { to, at: Date.now(), nonce: Trust.nonce() };
     const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
-    const body = await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv },
-      this.#key,
-      new TextEncoder().encode(JSON.stringify({ ...message, ...envelope })),
-    );
-    const sealed = new Uint8Array(IV_BYTES + body.byteLength);
-    sealed.set(iv);
-    sealed.set(new Uint8Array(body), IV_BYTES);
-    return sealed;
+    const cipher = createCipheriv("aes-256-gcm", this.#key, iv);
+    const body = Buffer.concat([cipher.update(JSON.stringify({ ...message, ...envelope }), "utf8"), cipher.final()]);
+    return new Uint8Array(Buffer.concat([iv, cipher.getAuthTag(), body]));
   }
 
   /**
@@ -101,15 +99,13 @@ class Sealer {
    *
    * @throws IceFlixAuthReplication.Unreadable saying why not
    */
-  async open<K extends Message["kind"]>(sealed: Uint8Array, kind: K): Promise<Extract<Message, { kind: K }>> {
+  open<K extends Message["kind"]>(sealed: Uint8Array, kind: K): Extract<Message, { kind: K }> {
     let message: Message & Envelope;
     try {
-      const text = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: sealed.slice(0, IV_BYTES) },
-        this.#key,
-        sealed.slice(IV_BYTES),
-      );
-      message = JSON.parse(new TextDecoder().decode(text));
+      const decipher = createDecipheriv("aes-256-gcm", this.#key, sealed.subarray(0, IV_BYTES));
+      decipher.setAuthTag(sealed.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+      const text = Buffer.concat([decipher.update(sealed.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+      message = JSON.parse(text.toString("utf8"));
     } catch {
       throw new IceFlixAuthReplication.Unreadable("not sealed with this installation's secret");
     }
@@ -121,8 +117,9 @@ class Sealer {
   }
 }
 
-/** AES-GCM's recommended nonce, in bytes. */
+/** AES-GCM's recommended nonce and its authentication tag, in bytes. */
 const IV_BYTES = 12;
+const TAG_BYTES = 16;
 
 /** Whether `grant` is one, as a peer must send it: a token, its issuer, a time. */
 function isGrant(grant: Grant): boolean {
@@ -196,7 +193,7 @@ export class ReplicatedTokens {
         const peer = { replica: newcomer.ice_invocationTimeout(callTimeout), binding };
         // In the same turn as the snapshot: every token issued from now on reaches the newcomer too.
         this.#peers.set(from, peer);
-        for (const sealed of await this.#sealGrants(peer, this.#table.grants())) await peer.replica.share(sealed);
+        for (const sealed of this.#sealGrants(peer, this.#table.grants())) await peer.replica.share(sealed);
       },
       share: (grants) => grants.filter(isGrant).forEach((grant) => this.#table.add(grant)),
       revoked: (tokens) => tokens.forEach((token) => this.#table.remove(String(token))),
@@ -266,8 +263,8 @@ export class ReplicatedTokens {
         logger.warn(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
         return false;
       }
-      const hello = await sealer.seal(peer.binding, { kind: "join", from: this.id, newcomer: sealer.self });
-      const { from } = await sealer.open(await peer.replica.join(this.#self!, hello), "welcome");
+      const hello = sealer.seal(peer.binding, { kind: "join", from: this.id, newcomer: sealer.self });
+      const { from } = sealer.open(await peer.replica.join(this.#self!, hello), "welcome");
       if (from !== proof.id) throw new IceFlixAuthReplication.Unreadable(`welcome from ${from}, not ${proof.id}`);
       this.#peers.set(from, peer);
       return true;
@@ -292,16 +289,14 @@ export class ReplicatedTokens {
     this.#peers.set(id, peer);
     const messages = this.#sealGrants(peer, this.#table.grants());
     void this.#call(id, peer, async (replica) => {
-      for (const sealed of await messages) await replica.share(sealed);
+      for (const sealed of messages) await replica.share(sealed);
     });
   }
 
   /** `grants` sealed into `share` messages for `peer`. */
-  #sealGrants(peer: Peer, grants: Grant[]): Promise<Uint8Array[]> {
-    return Promise.all(
-      batches(grants).map((batch) =>
-        this.#sealer!.seal(peer.binding, { kind: "grants", from: this.id, grants: batch })
-      ),
+  #sealGrants(peer: Peer, grants: Grant[]): Uint8Array[] {
+    return batches(grants).map((batch) =>
+      this.#sealer!.seal(peer.binding, { kind: "grants", from: this.id, grants: batch })
     );
   }
 
@@ -310,13 +305,13 @@ export class ReplicatedTokens {
    * as `revoked` calls; resolves when each peer has taken them or failed.
    */
   async #broadcast(
-    seal: (peer: Peer) => Promise<Uint8Array[]>,
+    seal: (peer: Peer) => Uint8Array[],
     operation: "share" | "revoked" = "share",
   ): Promise<void> {
     await Promise.all(
       [...this.#peers].map(([id, peer]) =>
         this.#call(id, peer, async (replica) => {
-          for (const sealed of await seal(peer)) await replica[operation](sealed);
+          for (const sealed of seal(peer)) await replica[operation](sealed);
         })
       ),
     );
@@ -361,10 +356,8 @@ export class ReplicatedTokens {
     if (tokens.length === 0) return;
     await this.#broadcast(
       (peer) =>
-        Promise.all(
-          batches(tokens).map((batch) =>
-            this.#sealer!.seal(peer.binding, { kind: "revoked", from: this.id, tokens: batch })
-          ),
+        batches(tokens).map((batch) =>
+          this.#sealer!.seal(peer.binding, { kind: "revoked", from: this.id, tokens: batch })
         ),
       "revoked",
     );
@@ -417,7 +410,7 @@ class TokenReplicaServant extends IceFlixAuthReplication.TokenReplica {
   }
 
   async join(newcomer: IceFlixAuthReplication.TokenReplicaPrx | null, sealed: Uint8Array): Promise<Uint8Array> {
-    const hello = await this.#sealer.open(sealed, "join");
+    const hello = this.#sealer.open(sealed, "join");
     // The tokens go where the sealed hello says, not to a proxy swapped in on the way.
     if (!newcomer || bindingOf(newcomer) !== hello.newcomer) {
       throw new IceFlixAuthReplication.Unreadable("the newcomer's proxy is not the one its message names");
@@ -426,11 +419,11 @@ class TokenReplicaServant extends IceFlixAuthReplication.TokenReplica {
     return this.#sealer.seal(hello.newcomer, { kind: "welcome", from: this.#id });
   }
 
-  async share(grants: Uint8Array): Promise<void> {
-    this.#handlers.share([(await this.#sealer.open(grants, "grants")).grants].flat());
+  share(grants: Uint8Array): void {
+    this.#handlers.share([this.#sealer.open(grants, "grants").grants].flat());
   }
 
-  async revoked(tokens: Uint8Array): Promise<void> {
-    this.#handlers.revoked([(await this.#sealer.open(tokens, "revoked")).tokens].flat());
+  revoked(tokens: Uint8Array): void {
+    this.#handlers.revoked([this.#sealer.open(tokens, "revoked").tokens].flat());
   }
 }
