@@ -54,6 +54,16 @@ export function cancellable<T>(promise: PromiseLike<T>, signal?: AbortSignal): P
   });
 }
 
+/**
+ * `promise`, bounded by `ms` on our side too: a watch must never stay stuck
+ * on one call, whatever the Ice invocation timeout does.
+ */
+export function bounded<T>(promise: PromiseLike<T>, ms: number): Promise<T> {
+  return cancellable(promise, AbortSignal.timeout(ms)).catch((error) => {
+    throw error instanceof CancelledError ? new Ice.InvocationTimeoutException() : error;
+  });
+}
+
 /** Waits `ms`, or rejects with CancelledError when `signal` aborts. */
 export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -257,8 +267,8 @@ export class MainConnection {
     const before = this.#state;
     try {
       const proxy = this.#communicator.stringToProxy(this.#proxyText).ice_invocationTimeout(WATCH_TIMEOUT);
-      if (this.#main) await proxy.ice_ping();
-      else this.#main = await this.#verify(proxy, this.#proxyText);
+      if (this.#main) await bounded(proxy.ice_ping(), WATCH_TIMEOUT);
+      else this.#main = await bounded(this.#verify(proxy, this.#proxyText), WATCH_TIMEOUT);
       // A connect may have begun meanwhile: it decides.
       if ((this.#state as ConnectionState) === "connecting") return;
       if (before === "not connected") this.#events.print(`connected to Main at ${this.#proxyText}`);

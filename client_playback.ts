@@ -11,7 +11,7 @@ import type { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import dgram from "node:dgram";
-import { CALL_TIMEOUT, cancellable } from "./client_connection.ts";
+import { bounded, CALL_TIMEOUT, cancellable } from "./client_connection.ts";
 import type { ClientSession } from "./client_session.ts";
 import { clock, describeFailure, explain, UserError } from "./client_text.ts";
 import type { EventChannel } from "./events.ts";
@@ -177,7 +177,7 @@ export class Playback {
     }
     if (!pingController) return;
     try {
-      await this.#controller.ice_ping();
+      await bounded(this.#controller.ice_ping(), CALL_TIMEOUT);
     } catch (error) {
       if (!this.#stopped) this.#context.ended(this, `the server ended the stream (${describeFailure(error)})`);
     }

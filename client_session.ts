@@ -10,7 +10,7 @@ import type { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { RevocationListener } from "./authorization.ts";
-import { cancellable, type MainConnection } from "./client_connection.ts";
+import { bounded, CALL_TIMEOUT, cancellable, type MainConnection } from "./client_connection.ts";
 import { describeFailure, explain, UserError } from "./client_text.ts";
 import { DEFAULT_TOPIC_MANAGER, type EventChannel, TOPICS } from "./events.ts";
 import { describeError, type Logger } from "./log.ts";
@@ -89,7 +89,7 @@ export class ClientSession {
     await this.#events.subscribe(TOPICS.authenticationStatus, this.#revocations);
     this.#notify.print(`logged in as ${user}`);
     this.#iceStormAnswers = true;
-    await this.checkIceStorm();
+    this.checkIceStorm();
   }
 
   /** Ends the session: stops renewing the token, forgets the credentials. */
@@ -177,8 +177,8 @@ export class ClientSession {
     let answers = true;
     let failure = "";
     try {
-      await this.#communicator.stringToProxy(this.iceStormProxy).ice_invocationTimeout(ICESTORM_CHECK_TIMEOUT)
-        .ice_ping();
+      const iceStorm = this.#communicator.stringToProxy(this.iceStormProxy);
+      await bounded(iceStorm.ice_invocationTimeout(ICESTORM_CHECK_TIMEOUT).ice_ping(), ICESTORM_CHECK_TIMEOUT);
     } catch (error) {
       answers = false;
       failure = describeFailure(error);
@@ -196,7 +196,7 @@ export class ClientSession {
     if (answers || credentials.token === undefined || this.#connection.state !== "connected") return;
     try {
       const token = credentials.token;
-      const valid = await this.#connection.use("auth", (auth) => auth.isAuthorized(token));
+      const valid = await bounded(this.#connection.use("auth", (auth) => auth.isAuthorized(token)), CALL_TIMEOUT);
       if (!valid && this.#credentials === credentials && credentials.token === token) {
         await this.#renewToken(credentials);
         this.#logger.info("session token expired; renewed");

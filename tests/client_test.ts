@@ -319,6 +319,13 @@ Deno.test("end to end: run_iceflix, then the client searches, edits, plays with 
           client.mark();
           await client.type("search junk", "\x03", "status\r");
           await client.waitFor(`Main at ${platform.mainProxy}: connected`);
+          // 12: status says where Main and IceStorm are; the state is shown once, on the state line.
+          const shown = client.screen.lines();
+          const status = shown.lastIndexOf("iceflix> status");
+          assert.match(
+            shown.slice(status + 1).join("\n"),
+            /^Main at .*: connected\nIceStorm at .*\nconnected · [^\n]*\niceflix>$/,
+          );
           assert.ok(!client.linesSinceMark().some((line) => line.includes('"junk"')), client.screen.text());
           client.mark();
           await client.type("login alice\r");
