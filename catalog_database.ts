@@ -79,6 +79,7 @@ export class CatalogDatabase {
   readonly #journal: JsonJournal;
   /** The next turn of the background fill of the trigram lists, while there is one. */
   #indexing: ReturnType<typeof setTimeout> | undefined;
+  readonly #indexed = Promise.withResolvers<void>();
 
   private constructor(path: string, logger: Logger, replica: string, journalLines: number) {
     this.path = path;
@@ -256,11 +257,16 @@ export class CatalogDatabase {
     return this.#journal.close();
   }
 
+  /** Resolves once every name is in the trigram lists (soon after loading; substring searches are right before too). */
+  whenIndexed(): Promise<void> {
+    return this.#indexed.promise;
+  }
+
   /** Fills the trigram lists a part at a time, one part per turn of the event loop, until all names are in. */
   #indexSomeNames(): void {
-    this.#indexing = this.#names.indexSome(NAMES_INDEXED_PER_TURN)
-      ? undefined
-      : setTimeout(() => this.#indexSomeNames(), 0);
+    const done = this.#names.indexSome(NAMES_INDEXED_PER_TURN);
+    this.#indexing = done ? undefined : setTimeout(() => this.#indexSomeNames(), 0);
+    if (done) this.#indexed.resolve();
   }
 
   #title(id: string): StoredTitle {

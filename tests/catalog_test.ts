@@ -424,6 +424,37 @@ Deno.test("catalog database: the journal replays in order, a torn last line (cra
   }
 });
 
+Deno.test("catalog database: substring searches are the same while the trigram lists fill after loading and after", async () => {
+  const folder = await databaseFolder();
+  const path = `${folder}/catalog.json`;
+  const ignore = () => {};
+  const quiet = { error: ignore, warn: ignore, info: ignore, debug: ignore };
+  try {
+    // More titles than one turn of the background fill takes.
+    const titles = Object.fromEntries(
+      Array.from({ length: 25_000 }, (_, i) => [i.toString(16).padStart(64, "0"), { name: `Título ${i}`, tags: [] }]),
+    );
+    await Deno.writeTextFile(path, JSON.stringify(titles));
+    const database = await CatalogDatabase.open(path, quiet);
+    // One title among the names indexed at once, one among those that wait, renamed while the lists fill.
+    const [low, high] = [7, 24_000].map((i) => i.toString(16).padStart(64, "0"));
+    const renames = [
+      database.rename(low, "Renamed while filling"),
+      database.rename(high, "Also renamed while filling"),
+    ];
+    const queries = ["TÍTULO 2499", "ulo 7", "1", "while fill"];
+    const early = queries.map((query) => database.findByName(query, false));
+    assert.deepEqual(early[3], [low, high]);
+    assert.equal(early[0].length, 11, "Título 2499 and 24990-24999");
+    await database.whenIndexed();
+    assert.deepEqual(queries.map((query) => database.findByName(query, false)), early);
+    await Promise.all(renames);
+    await database.close();
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
 Deno.test("interop: a Python client searches, reads tiles and edits the catalog", async () => {
   const world = await startWorld();
   await writeDatabase(world.database, {
