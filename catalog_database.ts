@@ -37,7 +37,7 @@ export { searchKey, type TitleInfo, type Version, type VersionedTitle } from "./
 /** The journal is folded into the JSON file once it has this many lines, or as many as there are titles. */
 const MIN_LINES_BEFORE_FOLDING = 1000;
 
-/** Names put into the trigram lists per turn of the event loop, after loading (a few ms: requests wait no longer). */
+/** Names put into the name indexes per turn of the event loop, after loading (a few ms: requests wait no longer). */
 const NAMES_INDEXED_PER_TURN = 10_000;
 
 /** A title in memory. */
@@ -77,7 +77,7 @@ export class CatalogDatabase {
   readonly #changes = new Map<string, number>();
   #lastChange = 0;
   readonly #journal: JsonJournal;
-  /** The next turn of the background fill of the trigram lists, while there is one. */
+  /** The next turn of the background fill of the name indexes, while there is one. */
   #indexing: ReturnType<typeof setTimeout> | undefined;
   readonly #indexed = Promise.withResolvers<void>();
 
@@ -107,7 +107,7 @@ export class CatalogDatabase {
     const journal = await readJournal(`${path}.journal`, logger);
     const database = new CatalogDatabase(path, logger, replica, journal.lines);
     // Nothing is written before every title and edit has been read: a bad one throws with both files untouched.
-    // The names' trigrams are indexed once the catalog answers (substring searches scan the rest until then).
+    // The names are indexed once the catalog answers (name searches scan the rest until then).
     for (const id in stored) database.#put(id, parseTitle(path, id, stored[id]), true);
     journal.values.forEach((entry, index) =>
       database.#put(...parseJournalEntry(database.#journal.path, index + 1, entry), true)
@@ -257,12 +257,12 @@ export class CatalogDatabase {
     return this.#journal.close();
   }
 
-  /** Resolves once every name is in the trigram lists (soon after loading; substring searches are right before too). */
+  /** Resolves once every name is in the name indexes (soon after loading; name searches are right before too). */
   whenIndexed(): Promise<void> {
     return this.#indexed.promise;
   }
 
-  /** Fills the trigram lists a part at a time, one part per turn of the event loop, until all names are in. */
+  /** Fills the name indexes a part at a time, one part per turn of the event loop, until all names are in. */
   #indexSomeNames(): void {
     const done = this.#names.indexSome(NAMES_INDEXED_PER_TURN);
     this.#indexing = done ? undefined : setTimeout(() => this.#indexSomeNames(), 0);
@@ -282,8 +282,8 @@ export class CatalogDatabase {
 
   /**
    * Sets title `id` to `title` in memory, indexes included (loading, adding,
-   * merging): its next change. While `loading`, the trigrams of a new name
-   * wait for {@linkcode #indexSomeNames}.
+   * merging): its next change. While `loading`, a new name waits to be indexed
+   * by {@linkcode #indexSomeNames}.
    */
   #put(id: string, title: VersionedTitle, loading = false): void {
     this.#clock = Math.max(this.#clock, latestCounter(title));

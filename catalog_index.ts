@@ -10,8 +10,8 @@
  * checks only the titles of the shortest list with `includes`: a name that
  * contains the text contains each of its trigrams, so no answer is missed,
  * and the check keeps hash collisions out. Texts shorter than a trigram are
- * scanned, and so are names not in the trigram lists yet: a catalog that loads
- * many titles answers at once and fills the lists in the background.
+ * scanned, and so are names not in the indexes yet: a catalog that loads many
+ * titles answers at once and fills the indexes in the background.
  *
  * @module
  */
@@ -53,7 +53,7 @@ export class NameIndex {
   /** Trigram bucket -> ascending positions whose key has a trigram in that bucket (the first `#lengths[b]`). */
   readonly #lists: (Int32Array | undefined)[] = new Array(1 << BUCKET_BITS);
   readonly #lengths = new Int32Array(1 << BUCKET_BITS);
-  /** The positions below this one are in the trigram lists; the others are scanned until {@linkcode indexSome}. */
+  /** The positions below this one are in the map and the lists; the others are scanned until {@linkcode indexSome}. */
   #indexed = 0;
 
   /** How many positions there are. */
@@ -67,22 +67,22 @@ export class NameIndex {
   }
 
   /**
-   * Appends a name with search key `key`; returns its position. Its trigrams
-   * are indexed now if `now` and every position before it is indexed;
+   * Appends a name with search key `key`; returns its position. It is
+   * indexed now if `now` and every position before it is indexed;
    * otherwise by {@linkcode indexSome} (loading many names: ready sooner).
    */
   add(key: string, now = true): number {
     const position = this.#keys.push(key) - 1;
-    this.#addExact(key, position);
     if (now && position === this.#indexed) this.indexSome(1);
     return position;
   }
 
-  /** Puts up to `count` more positions into the trigram lists; returns whether every position is in them. */
+  /** Puts up to `count` more positions into the indexes; returns whether every position is in them. */
   indexSome(count: number): boolean {
     const end = Math.min(this.#keys.length, this.#indexed + count);
     for (let position = this.#indexed; position < end; position++) {
       const key = this.#keys[position];
+      this.#addExact(key, position);
       for (let start = 0; start + 3 <= key.length; start++) {
         const bucket = bucketOf(key, start);
         const length = this.#lengths[bucket];
@@ -100,9 +100,9 @@ export class NameIndex {
     const old = this.#keys[position];
     if (old === key) return;
     this.#keys[position] = key;
+    if (position >= this.#indexed) return;
     this.#removeExact(old, position);
     this.#addExact(key, position);
-    if (position >= this.#indexed) return;
     const [before, after] = [bucketsOf(old), bucketsOf(key)];
     for (const bucket of before) {
       if (after.has(bucket)) continue;
@@ -120,8 +120,14 @@ export class NameIndex {
 
   /** The positions whose key is `key`, ascending. */
   findExact(key: string): number[] {
-    const found = this.#exact.get(key);
-    return found === undefined ? [] : typeof found === "number" ? [found] : [...found];
+    const indexed = this.#exact.get(key);
+    const found = indexed === undefined ? [] : typeof indexed === "number" ? [indexed] : [...indexed];
+    // The positions not in the map yet come after all those in it.
+    const keys = this.#keys;
+    for (let position = this.#indexed; position < keys.length; position++) {
+      if (keys[position] === key) found.push(position);
+    }
+    return found;
   }
 
   /** The positions whose key contains `key`, ascending. */
