@@ -943,10 +943,13 @@ export async function crashDrill(platform: DrillPlatform): Promise<DrillReport> 
   try {
     await load.progress();
     const catalog = IceFlix.MediaCatalogPrx.uncheckedCast(platform.proxyOf(victim));
-    const token = await (await fromMain(platform.mainProxy(), "auth")).refreshAuthorization(USER, PASSWORD_HASH);
+    const login = async () =>
+      await (await fromMain(platform.mainProxy(), "auth")).refreshAuthorization(USER, PASSWORD_HASH);
+    let token = await login();
     // Two writers, each on a title of its own, send edit after edit to the victim until it dies.
     let sent = 0;
     let acknowledged = 0;
+    const writerFailures: string[] = [];
     const write = async (title: EditedTitle, writer: number) => {
       for (let n = 1;; n++) {
         const tag = `w${writer}-e${n}`;
@@ -963,6 +966,11 @@ export async function crashDrill(platform: DrillPlatform): Promise<DrillReport> 
           acknowledged++;
         } catch (error) {
           if (isUnreachable(error)) return;
+          // On a loaded machine the edits may outlast the token: log in again, as a client renews its session.
+          if (error instanceof IceFlix.Unauthorized) {
+            token = await login();
+            continue;
+          }
           throw error;
         }
       }
@@ -970,7 +978,10 @@ export async function crashDrill(platform: DrillPlatform): Promise<DrillReport> 
     const streams = [CLIENTS, CLIENTS + 1].map((index, writer) => {
       const title = { id: TITLES[index].id, names: [TITLES[index].name], tags: [] };
       writers.push(title);
-      return write(title, writer);
+      // Handled at once: a writer's failure is a failed check of the drill, not an error nothing awaits.
+      return write(title, writer).catch((error) =>
+        void writerFailures.push(`writer ${writer}: ${describeError(error)}`)
+      );
     });
     // Past a compaction (after 1,000 journal lines the database file is rewritten), and then 100 edits more: the
     // kill finds both the file and the journal in use.
@@ -984,6 +995,11 @@ export async function crashDrill(platform: DrillPlatform): Promise<DrillReport> 
     platform.signal(victim, "SIGKILL");
     await Promise.all(streams);
     report.figure(`${victim.name} killed after ${acknowledged} acknowledged edits (${sent} sent)`);
+    report.check(
+      "the writers' edits were taken until the kill",
+      writerFailures.length === 0,
+      writerFailures.join("\n"),
+    );
 
     // The files as the kill left them: the database (if written yet) and its journal read as the service reads them.
     const stored = await storedState(database);
