@@ -366,6 +366,8 @@ export class ClientLoad {
   operations = 0;
   /** Operations that needed their retry, by what failed the first time. */
   readonly retries = new Map<string, number>();
+  /** Edits sent again with a new token because theirs had expired meanwhile. */
+  renewed = 0;
   /** Operations that failed even after one retry through Main: what and why. */
   readonly failures: string[] = [];
   /** When each operation completed (performance.now()). */
@@ -439,7 +441,8 @@ export class ClientLoad {
   summary(): string {
     const causes = [...this.retries].map(([cause, count]) => `${count} × ${cause}`).join("; ");
     return `${this.operations} operations, ${this.retried} retried once through Main${causes ? ` (${causes})` : ""}, ` +
-      `${this.failures.length} failed; longest operation ${Math.round(this.longestOperation)} ms`;
+      `${this.renewed} sent again with a renewed token, ${this.failures.length} failed; ` +
+      `longest operation ${Math.round(this.longestOperation)} ms`;
   }
 
   #overLimits(): boolean {
@@ -461,22 +464,35 @@ export class ClientLoad {
   async #session(client: SimulatedClient): Promise<void> {
     const session = ++client.sessions;
     await this.#operation("getAuthenticator", async () => client.services.auth = await fromMain(client.main, "auth"));
-    const token = await this.#use(
+    let token = await this.#use(
       client,
       "auth",
       "refreshAuthorization",
       (auth) => auth.refreshAuthorization(USER, PASSWORD_HASH),
     );
+    // An edit refused because the token expired meanwhile (short-lived tokens on a slow machine) is sent once more
+    // with a new token, as the client renews its session when refused.
+    const edit = (what: string, call: (catalog: IceFlix.MediaCatalogPrx, token: string) => PromiseLike<void>) =>
+      this.#use(client, "catalog", what, async (catalog) => {
+        try {
+          return await call(catalog, token);
+        } catch (error) {
+          if (!(error instanceof IceFlix.Unauthorized)) throw error;
+          token = await (await fromMain(client.main, "auth")).refreshAuthorization(USER, PASSWORD_HASH);
+          this.renewed++;
+          return await call(catalog, token);
+        }
+      });
     await this.#operation(
       "getCatalogService",
       async () => client.services.catalog = await fromMain(client.main, "catalog"),
     );
     await this.#use(client, "catalog", "getTilesByName", (catalog) => catalog.getTilesByName(client.name, true));
     const tag = `c${client.index}-s${session}`;
-    await this.#use(client, "catalog", "addTags", (catalog) => catalog.addTags(client.title, [tag], token));
+    await edit("addTags", (catalog, token) => catalog.addTags(client.title, [tag], token));
     client.tags.push(tag);
     const name = `drill client ${client.index} session ${session}`;
-    await this.#use(client, "catalog", "renameTile", (catalog) => catalog.renameTile(client.title, name, token));
+    await edit("renameTile", (catalog, token) => catalog.renameTile(client.title, name, token));
     client.name = name;
     // About to play the sample: its tile names a live provider.
     await this.#use(client, "catalog", "getTile", (catalog) => catalog.getTile(this.#sampleId));
