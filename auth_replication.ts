@@ -42,9 +42,12 @@ type Message =
   | { kind: "grants"; from: string; grants: Grant[] }
   | { kind: "revoked"; from: string; tokens: string[] };
 
-/** What every sealed message also holds: its recipient (the binding of its Authenticator proxy), time and nonce. */
+/**
+ * What every sealed message also holds: its recipients (the bindings of their Authenticator proxies: a message
+ * every peer gets is sealed once), its time and its nonce.
+ */
 interface Envelope {
-  to: string;
+  to: string[];
   at: number;
   nonce: string;
 }
@@ -86,7 +89,7 @@ class Sealer {
    * node:crypto rather than Web Crypto: every login seals once per peer, and Web Crypto's promise would cost each
    * one a trip through a thread pool.
    */
-  seal(to: string, message: Message): Uint8Array {
+  seal(to: string[], message: Message): Uint8Array {
     const envelope: Envelope = { to, at: Date.now(), nonce: Trust.nonce() };
     const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
     const cipher = createCipheriv("aes-256-gcm", this.#key, iv);
@@ -110,7 +113,9 @@ class Sealer {
       throw new IceFlixAuthReplication.Unreadable("not sealed with this installation's secret");
     }
     if (message.kind !== kind) throw new IceFlixAuthReplication.Unreadable(`a ${message.kind} message, not ${kind}`);
-    if (message.to !== this.self) throw new IceFlixAuthReplication.Unreadable("meant for another replica");
+    if (!Array.isArray(message.to) || !message.to.includes(this.self)) {
+      throw new IceFlixAuthReplication.Unreadable("meant for another replica");
+    }
     const replay = this.#trust.replayRefusal(message.at, message.nonce);
     if (replay) throw new IceFlixAuthReplication.Unreadable(replay);
     return message as unknown as Extract<Message, { kind: K }>;
@@ -193,7 +198,7 @@ export class ReplicatedTokens {
         const peer = { replica: newcomer.ice_invocationTimeout(callTimeout), binding };
         // In the same turn as the snapshot: every token issued from now on reaches the newcomer too.
         this.#peers.set(from, peer);
-        for (const sealed of this.#sealGrants(peer, this.#table.grants())) await peer.replica.share(sealed);
+        for (const sealed of this.#sealGrants([peer], this.#table.grants())) await peer.replica.share(sealed);
       },
       share: (grants) => grants.filter(isGrant).forEach((grant) => this.#table.add(grant)),
       revoked: (tokens) => tokens.forEach((token) => this.#table.remove(String(token))),
@@ -215,7 +220,7 @@ export class ReplicatedTokens {
   async issue(): Promise<string> {
     await this.#caughtUp;
     const grant = this.#table.issue(this.id, this.#options.lifetime);
-    await this.#broadcast((peer) => this.#sealGrants(peer, [grant]));
+    await this.#broadcast((peers) => this.#sealGrants(peers, [grant]));
     return grant.token;
   }
 
@@ -263,7 +268,7 @@ export class ReplicatedTokens {
         logger.warn(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
         return false;
       }
-      const hello = sealer.seal(peer.binding, { kind: "join", from: this.id, newcomer: sealer.self });
+      const hello = sealer.seal([peer.binding], { kind: "join", from: this.id, newcomer: sealer.self });
       const { from } = sealer.open(await peer.replica.join(this.#self!, hello), "welcome");
       if (from !== proof.id) throw new IceFlixAuthReplication.Unreadable(`welcome from ${from}, not ${proof.id}`);
       this.#peers.set(from, peer);
@@ -287,31 +292,33 @@ export class ReplicatedTokens {
       binding: bindingOf(authenticator),
     };
     this.#peers.set(id, peer);
-    const messages = this.#sealGrants(peer, this.#table.grants());
+    const messages = this.#sealGrants([peer], this.#table.grants());
     void this.#call(id, peer, async (replica) => {
       for (const sealed of messages) await replica.share(sealed);
     });
   }
 
   /** `grants` sealed into `share` messages for `peer`. */
-  #sealGrants(peer: Peer, grants: Grant[]): Uint8Array[] {
+  #sealGrants(peers: Peer[], grants: Grant[]): Uint8Array[] {
     return batches(grants).map((batch) =>
-      this.#sealer!.seal(peer.binding, { kind: "grants", from: this.id, grants: batch })
+      this.#sealer!.seal(peers.map(({ binding }) => binding), { kind: "grants", from: this.id, grants: batch })
     );
   }
 
   /**
-   * Sends to every known peer the messages `seal` makes for it (in turn, peers in parallel) as `share` calls, or
-   * as `revoked` calls; resolves when each peer has taken them or failed.
+   * Sends to every known peer the messages `seal` makes for them all (in turn, peers in parallel) as `share` calls,
+   * or as `revoked` calls; resolves when each peer has taken them or failed.
    */
   async #broadcast(
-    seal: (peer: Peer) => Uint8Array[],
+    seal: (peers: Peer[]) => Uint8Array[],
     operation: "share" | "revoked" = "share",
   ): Promise<void> {
+    const peers = [...this.#peers];
+    const messages = seal(peers.map(([, peer]) => peer));
     await Promise.all(
-      [...this.#peers].map(([id, peer]) =>
+      peers.map(([id, peer]) =>
         this.#call(id, peer, async (replica) => {
-          for (const sealed of seal(peer)) await replica[operation](sealed);
+          for (const sealed of messages) await replica[operation](sealed);
         })
       ),
     );
@@ -355,9 +362,9 @@ export class ReplicatedTokens {
     this.#options.context.logger.debug(`${expired.length} token(s) expired; revoking ${tokens.length}`);
     if (tokens.length === 0) return;
     await this.#broadcast(
-      (peer) =>
+      (peers) =>
         batches(tokens).map((batch) =>
-          this.#sealer!.seal(peer.binding, { kind: "revoked", from: this.id, tokens: batch })
+          this.#sealer!.seal(peers.map(({ binding }) => binding), { kind: "revoked", from: this.id, tokens: batch })
         ),
       "revoked",
     );
@@ -416,7 +423,7 @@ class TokenReplicaServant extends IceFlixAuthReplication.TokenReplica {
       throw new IceFlixAuthReplication.Unreadable("the newcomer's proxy is not the one its message names");
     }
     await this.#handlers.join(newcomer, hello);
-    return this.#sealer.seal(hello.newcomer, { kind: "welcome", from: this.#id });
+    return this.#sealer.seal([hello.newcomer], { kind: "welcome", from: this.#id });
   }
 
   share(grants: Uint8Array): void {
