@@ -9,7 +9,7 @@ import { isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
 import { promptSecret } from "./prompt_secret.ts";
 import { loadProperties } from "./service.ts";
-import { isValidUserName, readUsersFile, setPassword, sha256Hex, USER_NAME_RULE } from "./users.ts";
+import { checkUsersFile, isValidUserName, setPassword, sha256Hex, USER_NAME_RULE } from "./users.ts";
 
 /** The checkout this file is in: default paths are relative to it, as for the services. */
 const ROOT = new URL(".", import.meta.url).pathname;
@@ -42,7 +42,13 @@ async function addUser(args: string[]): Promise<number> {
   }
   const usersFile = values["users-file"] ?? configuredUsersFile();
   // Read (and refuse a broken file) before asking for the password, so a mistake costs no typing.
-  await readUsersFile(usersFile);
+  await checkUsersFile(usersFile);
+  if (givenPassword !== undefined) {
+    // The spec allows it; ps and the shell history show it too.
+    console.error(
+      "add_user: warning: a password on the command line is visible to other users (ps) and stays in the shell history; leave it out to be asked for it, or give it on standard input",
+    );
+  }
   const password = givenPassword ?? await askPassword(user);
   if (password === "") {
     console.error("the password must not be empty");

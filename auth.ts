@@ -20,54 +20,32 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
 import { reloadOnSignal } from "./reload_signal.ts";
-import { readUsersFile, sha256Hex } from "./users.ts";
+import { loadUsersFile } from "./users.ts";
+import { LoginGuard } from "./login_guard.ts";
+import { connectionAddresses } from "./peer_address.ts";
 import { ReplicatedTokens } from "./auth_replication.ts";
-
-/**
- * The SHA-256 digest of `text`, to compare secrets of any length in constant time. node:crypto rather than Web
- * Crypto: it answers at once, where Web Crypto's promise costs every login a trip through a thread pool.
- */
-function digest(text: string): Uint8Array {
-  return createHash("sha256").update(text).digest();
-}
-
-/** Compared against when the user is unknown, so that an unknown user takes as long as a wrong password. */
-const NO_SUCH_USER = await sha256Hex(crypto.randomUUID());
-
-/**
- * Whether `passwordHash` (hex, any case) is the one stored for `user`. The
- * comparison takes the same time wherever the two differ, and whether the
- * user exists or not: timing tells an attacker nothing.
- */
-function credentialsMatch(users: ReadonlyMap<string, string>, user: string, passwordHash: string): boolean {
-  const stored = users.get(user);
-  // Digests of both sides have equal lengths whatever the client sent, as timingSafeEqual requires.
-  const same = timingSafeEqual(digest(stored ?? NO_SUCH_USER), digest(passwordHash.toLowerCase()));
-  return same && stored !== undefined;
-}
 
 /** The servant: the two operations of `IceFlix.Authenticator`. */
 class Authenticator extends IceFlix.Authenticator {
-  /** The users file's current content; replaced as a whole on reload. */
-  users: ReadonlyMap<string, string>;
+  /** The users file's current content (replaced as a whole on reload) and the check of credentials. */
+  readonly guard: LoginGuard;
   readonly #tokens: ReplicatedTokens;
   readonly #logger: Logger;
 
   constructor(users: ReadonlyMap<string, string>, tokens: ReplicatedTokens, logger: Logger) {
     super();
-    this.users = users;
+    this.guard = new LoginGuard(users, logger);
     this.#tokens = tokens;
     this.#logger = logger;
   }
 
-  async refreshAuthorization(user: string, passwordHash: string): Promise<string> {
-    if (!credentialsMatch(this.users, user, passwordHash)) {
-      this.#logger.info(`refused the credentials of user ${JSON.stringify(user)}`);
+  async refreshAuthorization(user: string, passwordHash: string, current: Ice.Current): Promise<string> {
+    // The guard logs refusals, once per burst.
+    if (!await this.guard.check(user, passwordHash, connectionAddresses(current.con).remote)) {
       throw new IceFlix.Unauthorized();
     }
     // Returned once every live replica has it: the client may ask any of them.
@@ -83,15 +61,16 @@ class Authenticator extends IceFlix.Authenticator {
 }
 
 /**
- * Reads the users file. A missing file means no users (logged);
- * a corrupt one throws, naming the file.
+ * Reads the users file (users.ts's loadUsersFile: a missing one is created
+ * empty, SHA-256 entries are converted to stored passwords); a corrupt one
+ * throws, naming the file.
  */
 async function loadUsers(path: string, logger: Logger): Promise<ReadonlyMap<string, string>> {
-  const users = await readUsersFile(path);
-  if (users === undefined) {
-    logger.warn(`users file ${path} not found: nobody can log in until ./add_user creates it`);
-    return new Map();
+  const { users, created, converted } = await loadUsersFile(path);
+  if (created) {
+    logger.warn(`users file ${path} created empty (mode 0600): nobody can log in until ./add_user adds a user`);
   }
+  if (converted > 0) logger.info(`${path}: ${converted} password(s) stored as SHA-256 converted to salted PBKDF2`);
   logger.info(`${users.size} user(s) loaded from ${path}`);
   return users;
 }
@@ -134,9 +113,11 @@ await runService({
     // ./add_user sends the reload signal: read the users file again.
     onShutdown(reloadOnSignal(async () => {
       try {
-        authenticator.users = await loadUsers(usersFile, logger);
+        authenticator.guard.users = await loadUsers(usersFile, logger);
       } catch (error) {
-        logger.error(`cannot reload: ${describeError(error)}; keeping the ${authenticator.users.size} user(s) loaded`);
+        logger.error(
+          `cannot reload: ${describeError(error)}; keeping the ${authenticator.guard.users.size} user(s) loaded`,
+        );
       }
     }));
 

@@ -25,6 +25,7 @@ import { Ice } from "ice";
 import { IceFlix } from "./slice/iceflix.js";
 import { isTokenValid, requireValidToken, RevocationListener } from "./authorization.ts";
 import type { Discovery } from "./discovery.ts";
+import { connectionAddresses } from "./peer_address.ts";
 import { RtpSender, senderArguments, sessionDescription, type VideoFormat } from "./gstreamer.ts";
 import { TOPICS } from "./events.ts";
 import { describeError, type ServiceContext } from "./service.ts";
@@ -132,7 +133,9 @@ export class StreamController extends IceFlix.StreamController {
     // controller to a topic, publish getSDP there) at IceStorm's host, or from any other host at its own.
     if ((current.con ?? null) !== this.#origin) {
       this.#context.logger.warn(
-        `${this.#description}: getSDP refused from ${connectionAddresses(current).remote}: not the connection that ` +
+        `${this.#description}: getSDP refused from ${
+          connectionAddresses(current.con).remote
+        }: not the connection that ` +
           "created the stream",
       );
       throw new IceFlix.Unauthorized();
@@ -142,7 +145,7 @@ export class StreamController extends IceFlix.StreamController {
       // The Slice leaves getSDP only Unauthorized: a refused port is a run-time error with the reason as its text.
       throw new Ice.UnknownException(`UDP port ${port} refused: use a port from ${PORTS.first} to ${PORTS.last}`);
     }
-    const { local, remote } = connectionAddresses(current);
+    const { local, remote } = connectionAddresses(current.con);
     const destination = { host: remote, port };
     return await this.#changeSender(async () => {
       this.#ensureOpen();
@@ -265,19 +268,4 @@ export class StreamController extends IceFlix.StreamController {
     this.#senderChanges = changed.catch(() => {});
     return changed;
   }
-}
-
-/**
- * The two ends of the Ice connection a request came on: where the RTP packets
- * go is the caller's address, as seen by this server (an IPv4 address in
- * IPv6 form, `::ffff:a.b.c.d`, is given as plain IPv4).
- */
-function connectionAddresses(current: Ice.Current): { local: string; remote: string } {
-  // A connection's info may wrap the transport's (ws over tcp, ssl): the addresses are in the IP one.
-  let info: Ice.ConnectionInfo | null = current.con?.getInfo() ?? null;
-  while (info && !(info instanceof Ice.IPConnectionInfo)) info = info.underlying;
-  const plain = (address: string) => address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
-  // No connection means a call from this very process.
-  if (!info) return { local: "127.0.0.1", remote: "127.0.0.1" };
-  return { local: plain(info.localAddress), remote: plain(info.remoteAddress) };
 }

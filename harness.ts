@@ -11,7 +11,7 @@ import net from "node:net";
 import { IceFlix } from "./slice/iceflix.js";
 import { createObjectAdapter } from "./acceptor.ts";
 import { initializeCommunicator } from "./service.ts";
-import { sha256Hex } from "./users.ts";
+import { hashPassword, sha256Hex } from "./users.ts";
 
 /** The project's root folder. */
 export const ROOT = new URL(".", import.meta.url).pathname;
@@ -329,9 +329,9 @@ export async function writeUsersFile(dir: string, passwords: Record<string, stri
   const path = `${dir}/users.json`;
   const users = Object.fromEntries(
     await Promise.all(
-      Object.entries(passwords).map(async ([user, password]) => [user, await sha256Hex(password)]),
+      Object.entries(passwords).map(async ([user, password]) => [user, await hashPassword(await sha256Hex(password))]),
     ),
   );
-  await Deno.writeTextFile(path, JSON.stringify(users));
+  await Deno.writeTextFile(path, JSON.stringify(users), { mode: 0o600 });
   return path;
 }

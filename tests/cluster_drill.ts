@@ -39,7 +39,7 @@ import { sha256Hex } from "../users.ts";
 import { DrillReport } from "../drills.ts";
 import { delay, eventually, ROOT, RtpReceiver } from "../harness.ts";
 
-/** The user of users.json that every installation has. */
+/** The user cluster_test.ts adds to the checkout's users file before the cluster starts. */
 const USER = "demo";
 const PASSWORD_HASH = await sha256Hex("demo");
 

@@ -21,6 +21,10 @@ Deno.test({
   name: "cluster: a client finds Main through IceGrid, servers restart, a host dies and comes back, IceStorm holds",
   ignore: !isRoot,
   async fn() {
+    // The drill logs in as demo, added as ./run_demo adds it: a fresh checkout has no users.
+    const addUser = new Deno.Command(`${ROOT}add_user`, { args: ["demo"], stdin: "piped", stdout: "null" }).spawn();
+    await new Response("demo\n").body!.pipeTo(addUser.stdin);
+    assert.ok((await addUser.status).success, "./add_user demo");
     // A name of its own: clusters of other runs on this machine keep theirs.
     const name = `ifx-${crypto.randomUUID().slice(0, 6)}`;
     // Quick discovery and short tokens, so that revocations and rejoins happen within the test.

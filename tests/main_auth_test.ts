@@ -8,7 +8,7 @@ import { IceFlix } from "../slice/iceflix.js";
 import { Discovery } from "../discovery.ts";
 import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, createServiceContext } from "../service.ts";
-import { sha256Hex } from "../users.ts";
+import { loadUsersFile, passwordMatches, sha256Hex } from "../users.ts";
 import {
   Child,
   delay,
@@ -50,6 +50,18 @@ async function addUser(args: string[], stdin = ""): Promise<{ code: number; stdo
   const output = await process.output();
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+/** The users file holds exactly these users, each password stored salted and slow, never as its SHA-256. */
+async function assertPasswords(usersFile: string, passwords: Record<string, string>): Promise<void> {
+  const text = await Deno.readTextFile(usersFile);
+  const stored: Record<string, string> = JSON.parse(text);
+  assert.deepEqual(Object.keys(stored).sort(), Object.keys(passwords).sort());
+  for (const [user, password] of Object.entries(passwords)) {
+    assert.match(stored[user], /^pbkdf2-sha256\$\d+\$/, `${user}'s password is stored hashed`);
+    assert.ok(!text.includes(await sha256Hex(password)), "no SHA-256 a client could send is in the file");
+    assert.ok(await passwordMatches(stored[user], await sha256Hex(password)), `${user}'s password verifies`);
+  }
 }
 
 /** Whether `promise` resolves (rather than rejects). */
@@ -216,8 +228,10 @@ Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid f
     // The log line is on stderr, the ready line on stdout: either may come first.
     await eventually(
       "auth says nobody can log in",
-      () => /users file .*users\.json not found: nobody can log in/.test(auth.child.stderr),
+      () => /users file .*users\.json created empty \(mode 0600\): nobody can log in/.test(auth.child.stderr),
     );
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), {});
+    assert.equal((await Deno.stat(usersFile)).mode! & 0o777, 0o600);
     const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
     const logIn = async (user: string, password: string) =>
       authenticator.refreshAuthorization(user, await sha256Hex(password));
@@ -226,6 +240,7 @@ Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid f
     await Deno.writeTextFile(pidFile, `${auth.child.process.pid}\n${bystander.pid}\n`);
     let run = await addUser([`--users-file=${usersFile}`, `--pid-file=${pidFile}`, "carol", "carol's secret"]);
     assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /warning: a password on the command line is visible to other users/);
     assert.match(run.stdout, /user carol added to .*users\.json\n1 running Authenticator\(s\) told to reload/);
     await eventually("carol can log in", () => succeeds(logIn("carol", "carol's secret")));
 
@@ -235,7 +250,7 @@ Deno.test("add_user: running auths reload without restart (SIGUSR2 via the pid f
     assert.match(run.stdout, /user carol: password changed/);
     await eventually("the new password works", () => succeeds(logIn("carol", "new secret")));
     await assert.rejects(logIn("carol", "carol's secret"), IceFlix.Unauthorized);
-    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { carol: await sha256Hex("new secret") });
+    await assertPasswords(usersFile, { carol: "new secret" });
 
     // Refused: a bad user name, an empty password, a corrupt users file; the file stays as it was, byte for byte.
     const before = await Deno.readFile(usersFile);
@@ -285,10 +300,13 @@ Deno.test("add_user works while nothing runs; auth refuses a corrupt users file 
     const run = await addUser([`--users-file=${usersFile}`, `--pid-file=${dir}/none.pid`, "erin", "erin's secret"]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /no running Authenticator listed in .*none\.pid/);
-    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), { erin: await sha256Hex("erin's secret") });
+    await assertPasswords(usersFile, { erin: "erin's secret" });
 
     for (
-      const [content, error] of [["{ not json", /is not valid JSON/], ['{"erin": "short"}', /user erin: the password/]]
+      const [content, error] of [["{ not json", /is not valid JSON/], [
+        '{"erin": "short"}',
+        /user erin: expected a stored password/,
+      ]]
     ) {
       await Deno.writeTextFile(usersFile, content as string);
       const auth = new Child(`${ROOT}run_service`, ["auth", `--IceFlix.Auth.UsersFile=${usersFile}`]);
@@ -329,13 +347,73 @@ Deno.test("add_user: runs at the same moment keep every change; the users file i
     for (const output of await Promise.all(runs.map((run) => run.output()))) {
       assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
     }
-    const expected = Object.fromEntries(
-      await Promise.all([["demo", "demo"], ...names.map((name) => [name, `${name}'s secret`])]
-        .map(async ([name, password]) => [name, await sha256Hex(password)])),
+    await assertPasswords(
+      usersFile,
+      Object.fromEntries([["demo", "demo"], ...names.map((name) => [name, `${name}'s secret`])]),
     );
-    assert.deepEqual(JSON.parse(await Deno.readTextFile(usersFile)), expected);
     assert.equal((await Deno.stat(usersFile)).mode! & 0o777, 0o600, "only its owner may read the password hashes");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("users file: SHA-256 entries converted on load, atomically; the file's content logs nobody in", async () => {
+  const icestorm = await IceStormServer.start();
+  const dir = await scratchDir("test-auth-");
+  const usersFile = `${dir}/users.json`;
+  // The spec's form: what a client sends as the password, so a copy of the file would log anyone in.
+  await Deno.writeTextFile(usersFile, JSON.stringify({ demo: await sha256Hex("demo") }), { mode: 0o644 });
+  const { communicator } = await testCommunicator();
+  const auth = await startAuth(icestorm, usersFile);
+  try {
+    await eventually(
+      "auth converts the file",
+      () => /1 password\(s\) stored as SHA-256 converted/.test(auth.child.stderr),
+    );
+    await assertPasswords(usersFile, { demo: "demo" });
+    assert.equal((await Deno.stat(usersFile)).mode! & 0o777, 0o600);
+    const stored: string = JSON.parse(await Deno.readTextFile(usersFile)).demo;
+    assert.deepEqual(
+      (await loadUsersFile(usersFile)).users,
+      new Map([["demo", stored]]),
+      "loaded again, nothing changes",
+    );
+    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
+    assert.match(await authenticator.refreshAuthorization("demo", await sha256Hex("demo")), /\S{16,}/);
+    await assert.rejects(authenticator.refreshAuthorization("demo", stored), IceFlix.Unauthorized);
+    await assert.rejects(authenticator.refreshAuthorization("demo", await sha256Hex(stored)), IceFlix.Unauthorized);
+  } finally {
+    await auth.child.stop();
+    await communicator.destroy();
+    await icestorm.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("auth: wrong guesses are slowed down and logged once per burst; the right password still logs in", async () => {
+  const icestorm = await IceStormServer.start();
+  const dir = await scratchDir("test-auth-");
+  const { communicator } = await testCommunicator();
+  const auth = await startAuth(icestorm, await writeUsersFile(dir, { carol: "carol's secret" }));
+  try {
+    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(auth.proxy));
+    const guesses = 6; // The waits double from the fourth: about 2 s in all.
+    for (let guess = 0; guess < guesses; guess++) {
+      await assert.rejects(
+        authenticator.refreshAuthorization("carol", await sha256Hex(`guess ${guess}`)),
+        IceFlix.Unauthorized,
+      );
+    }
+    assert.match(await authenticator.refreshAuthorization("carol", await sha256Hex("carol's secret")), /\S{16,}/);
+    await eventually("the slow-down is logged", () => /user "carol": 3 failed logins in a row/.test(auth.child.stderr));
+    const count = (pattern: RegExp) => auth.child.stderr.split("\n").filter((line) => pattern.test(line)).length;
+    assert.equal(count(/refused the credentials of user "carol"/), 1, "one refusal line per burst");
+    assert.equal(count(/user "carol": 3 failed logins in a row/), 1, "one slow-down line per burst");
+    assert.equal(count(/host 127\.0\.0\.1: 3 failed logins in a row/), 1, "the host is slowed down too");
+  } finally {
+    await auth.child.stop();
+    await communicator.destroy();
+    await icestorm.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
