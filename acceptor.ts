@@ -18,6 +18,8 @@
 import { Ice } from "ice";
 import net from "node:net";
 import os from "node:os";
+import { ConnectionGate, connectionLimits, watchDescriptors } from "./connection_limits.ts";
+import { createLogger } from "./log.ts";
 
 /** The parts of an Ice endpoint object (`TcpEndpointI`) used here. */
 interface TcpEndpoint {
@@ -61,8 +63,8 @@ interface CommunicatorInstance {
  * not declare in its typings. They are stable for the pinned ice@3.7.110.
  */
 const internals = Ice as unknown as {
-  ACMConfig: new (...args: unknown[]) => { close: unknown };
-  ACMClose: { CloseOnInvocation: unknown };
+  ACMConfig: new (...args: unknown[]) => { close: unknown; timeout: number };
+  ACMClose: { CloseOnIdle: unknown };
   FactoryACMMonitor: new (instance: CommunicatorInstance, config: unknown) => ConnectionMonitor;
   TcpTransceiver: { createIncoming(instance: unknown, socket: net.Socket): TcpTransceiver };
   ConnectionI: {
@@ -83,6 +85,7 @@ const internals = Ice as unknown as {
 
 /** One bound listening socket and the endpoint it serves. */
 interface Listener {
+  /** Replaced when the listener is opened again after running out of descriptors. */
   server: net.Server;
   endpoint: TcpEndpoint;
 }
@@ -111,6 +114,9 @@ export function openIncomingConnections(): number {
  * - `deactivate()` / `destroy()` on the adapter, and so `communicator.destroy()`,
  *   first stop listening and close the incoming connections; dispatches in
  *   progress finish.
+ * - Incoming connections are limited (connection_limits.ts): a cap per
+ *   adapter and per remote host, a deadline for the first message, idle ones
+ *   closed; accept errors are logged once per burst and retried.
  * - With `<name>.AdapterId` (and `<name>.ReplicaGroupId`) and a default
  *   locator (`Ice.Default.Locator`, e.g. IceGrid's), activation registers the
  *   endpoints with the locator registry and deactivation withdraws them (see
@@ -167,11 +173,16 @@ export async function createObjectAdapter(
     properties.setProperty(`${name}.PublishedEndpoints`, publishedText);
   }
 
-  // Active Connection Management for the server side, configured as in C++:
-  // Ice.ACM.Server.* over Ice.ACM.*, closing idle connections on invocation.
+  // Active Connection Management for the server side, configured as in C++ (Ice.ACM.Server.* over Ice.ACM.*), but
+  // closing idle connections by default, gracefully, at half the gate's idle limit: Ice peers are told and
+  // reconnect when they need to; the gate destroys what ignores the close (connection_limits.ts).
   const { properties: props, logger } = instance.initializationData();
+  const limits = connectionLimits(props);
+  // The gate logs as the adapter, on stderr with the services' own lines (Ice's default logger writes on stdout).
+  const gate = new ConnectionGate(limits, createLogger(name, props));
   const serverDefaults = new internals.ACMConfig();
-  serverDefaults.close = internals.ACMClose.CloseOnInvocation;
+  serverDefaults.close = internals.ACMClose.CloseOnIdle;
+  serverDefaults.timeout = limits.idle / 2;
   const acm = new internals.ACMConfig(
     props,
     logger,
@@ -205,17 +216,35 @@ export async function createObjectAdapter(
     });
   };
 
-  for (const { server, endpoint } of listeners) {
+  const serve = (server: net.Server, endpoint: TcpEndpoint) => {
+    server.removeAllListeners("error");
+    server.on("error", (error) => gate.acceptFailed(error));
     server.on("connection", (socket: net.Socket) => {
       // An exception thrown here would vanish inside node:net: log it and drop the socket.
       try {
-        accept(socket, endpoint);
+        if (gate.admit(socket)) accept(socket, endpoint);
       } catch (error) {
         logger.error(`${name}: cannot accept a connection: ${error}`);
         socket.destroy();
       }
     });
-  }
+  };
+  for (const { server, endpoint } of listeners) serve(server, endpoint);
+  // Out of descriptors, Deno's node:net listener stops accepting for good: logged, and opened again on the same
+  // address and port once descriptors are free (connection_limits.ts).
+  const stopWatching = watchDescriptors({
+    exhausted: (error) => gate.acceptFailed(error),
+    recovered: () => {
+      for (const listener of listeners) {
+        const { port } = listener.server.address() as net.AddressInfo;
+        listener.server.close();
+        listenAgain(listener.endpoint, port).then((server) => {
+          listener.server = server;
+          serve(server, listener.endpoint);
+        }, (error) => gate.acceptFailed(error));
+      }
+    },
+  });
 
   const registration = locatorRegistration(communicator, name, adapter);
   if (registration !== undefined) {
@@ -239,6 +268,7 @@ export async function createObjectAdapter(
         return connection.waitUntilFinished();
       }));
       await Promise.all(closed);
+      stopWatching();
       monitor.destroy();
       await deactivate();
     })();
@@ -252,19 +282,31 @@ function splitEndpoints(text: string): string[] {
   return text.split(":").map((part) => part.trim()).filter((part) => part !== "");
 }
 
-/** Binds a listening socket for `endpoint`; port 0 lets the system choose. */
-function listen(endpoint: TcpEndpoint): Promise<net.Server> {
+/** Binds a listening socket for `endpoint` at `port` (by default the endpoint's; 0 lets the system choose). */
+function listen(endpoint: TcpEndpoint, port = endpoint._port): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     const server = net.createServer({ noDelay: true });
     server.once("error", (error: NodeJS.ErrnoException) => {
       reject(new Error(`cannot listen on ${endpoint._host || "*"}:${endpoint._port}: ${error.message}`));
     });
-    server.listen({ host: endpoint._host || undefined, port: endpoint._port, exclusive: true }, () => {
+    server.listen({ host: endpoint._host || undefined, port, exclusive: true }, () => {
       server.removeAllListeners("error");
       server.on("error", (error) => console.error(`listener error: ${error}`));
       resolve(server);
     });
   });
+}
+
+/** {@linkcode listen} again at the port the listener had, retried every second until it works (descriptors). */
+async function listenAgain(endpoint: TcpEndpoint, port: number): Promise<net.Server> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await listen(endpoint, port);
+    } catch (error) {
+      if (attempt === 30) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
 }
 
 /**
