@@ -14,8 +14,10 @@ import { describeError, type Logger } from "./log.ts";
  *
  * @throws IceFlix.TemporaryUnavailable when no Authenticator answers
  */
-export function isTokenValid(discovery: Discovery, token: string): Promise<boolean> {
-  return discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(token));
+export async function isTokenValid(discovery: Discovery, token: string): Promise<boolean> {
+  // Just started, a service may not have proven an Authenticator yet, while Main already hands it out.
+  await discovery.someFound("auth");
+  return await discovery.callAny("auth", (authenticator) => authenticator.isAuthorized(token));
 }
 
 /**

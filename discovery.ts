@@ -85,6 +85,8 @@ export class Discovery {
   };
   readonly #next: Record<ServiceKind, number> = { auth: 0, catalog: 0, media: 0 };
   readonly #listeners: ServiceListener[] = [];
+  /** Per kind, the requests waiting for a first service of that kind ({@linkcode someFound}). */
+  readonly #waiting: Record<ServiceKind, (() => void)[]> = { auth: [], catalog: [], media: [] };
   /** Announcements being checked, by kind, id and proxy. */
   readonly #checking = new Map<string, Promise<void>>();
   /** Announcements that failed their check (kind, id and proxy), with when. */
@@ -128,6 +130,22 @@ export class Discovery {
   /** Calls `listener` for every service found from now on (those known already are in {@linkcode services}). */
   onServiceAdded(listener: ServiceListener): void {
     this.#listeners.push(listener);
+  }
+
+  /**
+   * Resolves once a service of `kind` is known, or after the call timeout. A
+   * service that has just started knows nobody until the first announcements
+   * it hears are proven: a request that needs another service waits for that
+   * rather than fail in those first instants.
+   */
+  async someFound(kind: ServiceKind): Promise<void> {
+    if (this.#services[kind].size > 0) return;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#waiting[kind].push(resolve);
+    const timer = setTimeout(resolve, this.#context.callTimeout);
+    await promise;
+    clearTimeout(timer);
+    this.#waiting[kind] = this.#waiting[kind].filter((waiting) => waiting !== resolve);
   }
 
   /** Whether service `id` of `kind` is known and proved the secret (rather than being admitted without proof). */
@@ -245,6 +263,7 @@ export class Discovery {
       logger.info(`${kind} service ${id} found`);
     }
     for (const listener of this.#listeners) listener(kind, id, proxy);
+    this.#waiting[kind].splice(0).forEach((wake) => wake());
     // A newcomer missed our earlier announcements: announce now, not at the next tick, so it can use us at once.
     this.#announce();
   }

@@ -339,6 +339,22 @@ Deno.test("catalog: edits need a token an Authenticator accepts now, are durable
   }
 });
 
+Deno.test("catalog: an edit in its first instants waits for the Authenticator to be proven, rather than refuse", async () => {
+  const world = await startWorld();
+  await writeDatabase(world.database, { [ONE]: { name: "Uno", tags: [] } });
+  const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
+  const { child, catalog } = await startCatalog(world);
+  try {
+    // Ready means Main may hand the catalog out: a client's first edit comes now.
+    await catalog.addTags(ONE, ["first"], "good");
+    assert.deepEqual(await catalog.getTilesByTags(["first"], true), [ONE]);
+  } finally {
+    await child.stop();
+    await auth.kill();
+    await world.stop();
+  }
+});
+
 Deno.test("catalog: concurrent edits to one title lose nothing", async () => {
   const world = await startWorld();
   await writeDatabase(world.database, { [ONE]: { name: "Uno", tags: [] } });
