@@ -58,12 +58,36 @@ function count(text: string, pattern: RegExp): number {
   return text.split("\n").filter((line) => pattern.test(line)).length;
 }
 
-Deno.test("connections: a cap per host refuses the extra ones at once, logged once; freed slots serve again", async () => {
+/**
+ * Runs `test` against the toy Authenticator (started with `properties`, through `prefix`) and an honest Ice client
+ * of it; then closes the raw sockets the test left in `sockets` and stops everything.
+ */
+async function withToy(
+  properties: string[],
+  prefix: string[],
+  test: (context: {
+    toy: Awaited<ReturnType<typeof startToy>>;
+    authenticator: IceFlix.AuthenticatorPrx;
+    sockets: Deno.TcpConn[];
+  }) => Promise<void>,
+): Promise<void> {
   const icestorm = await IceStormServer.start();
-  const toy = await startToy(icestorm, ["--IceFlix.Connections.MaxPerHost=6"]);
-  const sockets: Deno.TcpConn[] = [];
+  const toy = await startToy(icestorm, properties, prefix);
   const { communicator } = await testCommunicator();
+  const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(toy.proxy));
+  const sockets: Deno.TcpConn[] = [];
   try {
+    await test({ toy, authenticator, sockets });
+  } finally {
+    for (const conn of sockets) conn.close();
+    await communicator.destroy();
+    await toy.child.stop();
+    await icestorm.stop();
+  }
+}
+
+Deno.test("connections: a cap per host refuses the extra ones at once, logged once; freed slots serve again", async () => {
+  await withToy(["--IceFlix.Connections.MaxPerHost=6"], [], async ({ toy, authenticator, sockets }) => {
     let admitted = 0;
     for (let i = 0; i < 12; i++) {
       const raw = await rawConnection(toy.port);
@@ -76,25 +100,13 @@ Deno.test("connections: a cap per host refuses the extra ones at once, logged on
     assert.equal(count(toy.child.stderr, /refused connections from 127\.0\.0\.1/), 1, "once per burst");
 
     for (const conn of sockets.splice(0)) conn.close();
-    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(toy.proxy));
     await eventually("a client is served again", () => authenticator.isAuthorized("toy-token").catch(() => false));
-  } finally {
-    for (const conn of sockets) conn.close();
-    await communicator.destroy();
-    await toy.child.stop();
-    await icestorm.stop();
-  }
+  });
 });
 
 Deno.test("connections: silent and trickling ones are closed; an idle Ice client is closed and reconnects", async () => {
-  const icestorm = await IceStormServer.start();
-  const toy = await startToy(icestorm, [
-    "--IceFlix.Connections.FirstMessageTimeout=1",
-    "--IceFlix.Connections.IdleTimeout=2",
-  ]);
-  const { communicator } = await testCommunicator();
-  const sockets: Deno.TcpConn[] = [];
-  try {
+  const properties = ["--IceFlix.Connections.FirstMessageTimeout=1", "--IceFlix.Connections.IdleTimeout=2"];
+  await withToy(properties, [], async ({ toy, authenticator, sockets }) => {
     const silent = await rawConnection(toy.port);
     sockets.push(silent.conn);
     assert.ok(silent.admitted);
@@ -118,31 +130,19 @@ Deno.test("connections: silent and trickling ones are closed; an idle Ice client
       () => /no complete message within 1 s/.test(toy.child.stderr),
     );
 
-    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(toy.proxy));
     assert.equal(await authenticator.isAuthorized("toy-token"), true);
     const connection = await authenticator.ice_getConnection();
     const closed = new Promise<void>((resolve) => connection.setCloseCallback(() => resolve()));
     // The server closes it once idle (gracefully: Ice's ACM, at half the idle limit).
     await within("the idle client's connection is closed", closed);
     assert.equal(await authenticator.isAuthorized("toy-token"), true, "the next call reconnects");
-  } finally {
-    for (const conn of sockets) conn.close();
-    await communicator.destroy();
-    await toy.child.stop();
-    await icestorm.stop();
-  }
+  });
 });
 
 Deno.test("connections: out of descriptors, the listener logs once, keeps trying, and serves once some are free", async () => {
-  const icestorm = await IceStormServer.start();
   // Caps above the descriptor limit, so that accept() itself fails (EMFILE) before the gate refuses anything.
-  const toy = await startToy(icestorm, [
-    "--IceFlix.Connections.Max=1000",
-    "--IceFlix.Connections.MaxPerHost=1000",
-  ], ["prlimit", "--nofile=96:96"]);
-  const sockets: Deno.TcpConn[] = [];
-  const { communicator } = await testCommunicator();
-  try {
+  const properties = ["--IceFlix.Connections.Max=1000", "--IceFlix.Connections.MaxPerHost=1000"];
+  await withToy(properties, ["prlimit", "--nofile=96:96"], async ({ toy, authenticator, sockets }) => {
     // More than the service's descriptors: the last ones wait in the listen queue, unaccepted.
     for (let i = 0; i < 120; i++) sockets.push(await Deno.connect({ hostname: "127.0.0.1", port: toy.port }));
     await eventually("the accept error is logged", () => /cannot accept connections/.test(toy.child.stderr));
@@ -150,12 +150,6 @@ Deno.test("connections: out of descriptors, the listener logs once, keeps trying
     assert.equal(count(toy.child.stderr, /cannot accept connections/), 1, "once per burst");
 
     for (const conn of sockets.splice(0)) conn.close();
-    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(communicator.stringToProxy(toy.proxy));
     await eventually("a client is served again", () => authenticator.isAuthorized("toy-token").catch(() => false));
-  } finally {
-    for (const conn of sockets) conn.close();
-    await communicator.destroy();
-    await toy.child.stop();
-    await icestorm.stop();
-  }
+  });
 });
