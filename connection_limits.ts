@@ -14,6 +14,7 @@
 import type { Ice } from "ice";
 import type net from "node:net";
 import type { Logger } from "./log.ts";
+import { plainAddress } from "./peer_address.ts";
 
 /** What {@linkcode ConnectionGate} enforces; read by {@linkcode connectionLimits}. */
 export interface ConnectionLimits {
@@ -139,7 +140,7 @@ export class ConnectionGate {
    * complete message is late, and closed after a time without traffic.
    */
   admit(socket: net.Socket): boolean {
-    const host = (socket.remoteAddress ?? "?").replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
+    const host = plainAddress(socket.remoteAddress ?? "?");
     const fromHost = this.#perHost.get(host) ?? 0;
     if (this.#open >= this.#limits.max || fromHost >= this.#limits.maxPerHost) {
       const which = this.#open >= this.#limits.max

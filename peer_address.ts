@@ -7,6 +7,11 @@
  */
 import { Ice } from "ice";
 
+/** `address` as written, but an IPv4 address in IPv6 form (`::ffff:a.b.c.d`) as plain IPv4. */
+export function plainAddress(address: string): string {
+  return address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
+}
+
 /**
  * The local and remote addresses of `connection` (an IPv4 address in IPv6
  * form, `::ffff:a.b.c.d`, is given as plain IPv4). No connection means a call
@@ -16,7 +21,6 @@ export function connectionAddresses(connection: Ice.Connection | null | undefine
   // A connection's info may wrap the transport's (ws over tcp, ssl): the addresses are in the IP one.
   let info: Ice.ConnectionInfo | null = connection?.getInfo() ?? null;
   while (info && !(info instanceof Ice.IPConnectionInfo)) info = info.underlying;
-  const plain = (address: string) => address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
   if (!info) return { local: "127.0.0.1", remote: "127.0.0.1" };
-  return { local: plain(info.localAddress), remote: plain(info.remoteAddress) };
+  return { local: plainAddress(info.localAddress), remote: plainAddress(info.remoteAddress) };
 }
