@@ -31,20 +31,32 @@ function fourcc(bytes: Uint8Array, at: number): string {
   return String.fromCharCode(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]);
 }
 
+/**
+ * The box whose header is at `at` in `bytes`, `room` bytes before its parent
+ * ends, with its payload given from `position` (where the header is in the
+ * file or buffer); `undefined` if it does not fit.
+ */
+function boxAt(bytes: Uint8Array, at: number, room: number, position = at): Box | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const readable = Math.min(room, bytes.length - at);
+  if (readable < 8) return undefined;
+  let [size, header] = [view.getUint32(at), 8];
+  if (size === 1) {
+    if (readable < 16) return undefined;
+    [size, header] = [Number(view.getBigUint64(at + 8)), 16];
+  } else if (size === 0) size = room;
+  if (size < header || size > room) return undefined;
+  return { type: fourcc(bytes, at + 4), start: position + header, end: position + size };
+}
+
 /** The boxes in `bytes[start, end)`; `undefined` if one's size does not fit. */
 function childBoxes(bytes: Uint8Array, start: number, end: number): Box[] | undefined {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const boxes: Box[] = [];
   for (let at = start; at < end;) {
-    if (end - at < 8) return undefined;
-    let [size, header] = [view.getUint32(at), 8];
-    if (size === 1) {
-      if (end - at < 16) return undefined;
-      [size, header] = [Number(view.getBigUint64(at + 8)), 16];
-    } else if (size === 0) size = end - at;
-    if (size < header || at + size > end) return undefined;
-    boxes.push({ type: fourcc(bytes, at + 4), start: at + header, end: at + size });
-    at += size;
+    const box = boxAt(bytes, at, end - at);
+    if (!box) return undefined;
+    boxes.push(box);
+    at = box.end;
   }
   return boxes;
 }
@@ -54,21 +66,14 @@ function child(bytes: Uint8Array, box: Box | undefined, type: string): Box | und
   return box && childBoxes(bytes, box.start, box.end)?.find((found) => found.type === type);
 }
 
-/** The top-level boxes of the file, headers only: [type, payload start, end]. */
+/** The top-level boxes of the file, headers only. */
 async function topLevelBoxes(readAt: ReadAt, fileSize: number): Promise<Box[] | undefined> {
   const boxes: Box[] = [];
   for (let at = 0; at < fileSize;) {
-    const header = await readAt(at, 16);
-    if (header.length < 8) return undefined;
-    const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
-    let [size, length] = [view.getUint32(0), 8];
-    if (size === 1) {
-      if (header.length < 16) return undefined;
-      [size, length] = [Number(view.getBigUint64(8)), 16];
-    } else if (size === 0) size = fileSize - at;
-    if (size < length || at + size > fileSize) return undefined;
-    boxes.push({ type: fourcc(header, 4), start: at + length, end: at + size });
-    at += size;
+    const box = boxAt(await readAt(at, 16), 0, fileSize - at, at);
+    if (!box) return undefined;
+    boxes.push(box);
+    at = box.end;
   }
   return boxes;
 }
