@@ -302,6 +302,27 @@ async function openPage(url: string): Promise<{ page: Page; close: () => Promise
   };
 }
 
+/**
+ * Runs `test` on a platform started with `options` (see {@linkcode Platform.start}) and the page opened on it; then
+ * closes the page and stops the platform.
+ */
+async function withPage(
+  options: Parameters<typeof Platform.start>,
+  test: (platform: Platform, page: Page) => Promise<void>,
+): Promise<void> {
+  const platform = await Platform.start(...options);
+  try {
+    const { page, close } = await openPage(platform.pageUrl);
+    try {
+      await test(platform, page);
+    } finally {
+      await close();
+    }
+  } finally {
+    await platform.stop();
+  }
+}
+
 /** Logs in as alice, as someone at the page would. */
 async function logIn(page: Page): Promise<void> {
   await page.fill("#user", "alice");
@@ -331,9 +352,7 @@ const videoProperty = <T>(page: Page, name: "currentTime" | "currentSrc" | "paus
 const currentTime = (page: Page) => videoProperty<number>(page, "currentTime");
 
 Deno.test("page: connect, a wrong password refused, log in, search, select, tag, play past 2 s, stop, rename", async () => {
-  const platform = await Platform.start(30, 10, true);
-  const { page, close } = await openPage(platform.pageUrl);
-  try {
+  await withPage([30, 10, true], async (platform, page) => {
     // Everything the page sends travels on its WebSocket to Glacier2: the password must not, its SHA-256 must.
     const sent: string[] = [];
     page.on("websocket", (socket) => socket.on("framesent", ({ payload }) => sent.push(payload.toString())));
@@ -386,18 +405,13 @@ Deno.test("page: connect, a wrong password refused, log in, search, select, tag,
     await page.locator("#results li.selected", { hasText: "Bouncing Ball" }).waitFor();
     assert.match((await state(page))!, /selected «Bouncing Ball»/);
     assert.equal((await platform.catalog.getTile(id)).info.name, "Bouncing Ball");
-  } finally {
-    await close();
-    await platform.stop();
-  }
+  });
 });
 
 Deno.test("page: a token that expires and cannot be renewed stops playback when the grace period ends", async () => {
   // Tokens live 2 s: the page renews its token once while the video plays (the revocation and the stream's request
   // reach it through Glacier2); then the password changes, so the page cannot renew it any more.
-  const platform = await Platform.start(2, 2, true);
-  const { page, close } = await openPage(platform.pageUrl);
-  try {
+  await withPage([2, 2, true], async (platform, page) => {
     await logInAndSelect(page, "test_pattern");
     await page.click("#play");
     await eventually("the video plays", async () => await currentTime(page) > 0.5, 20);
@@ -413,16 +427,11 @@ Deno.test("page: a token that expires and cannot be renewed stops playback when 
     assert.ok(await currentTime(page) < 9, "stopped before the end of the 10 s video");
     assert.equal((await get(url)).status, 403);
     assert.match(platform.streamingLog(), /closed \(no new token within 2 s of the revocation\)/);
-  } finally {
-    await close();
-    await platform.stop();
-  }
+  });
 });
 
 Deno.test("glacier2: a browser's session reaches the platform's loopback services; asking for more ends it", async () => {
-  const platform = await Platform.start(30, 10, true);
-  const { page, close } = await openPage(platform.pageUrl);
-  try {
+  await withPage([30, 10, true], async (platform, page) => {
     // A session of its own per probe, made in the page with the ice package's browser build (globals Ice, Glacier2).
     const probe = (proxy: string) =>
       page.evaluate<string>(`(async () => {
@@ -449,10 +458,7 @@ Deno.test("glacier2: a browser's session reaches the platform's loopback service
       return log.includes("rejected proxy Elsewhere") && log.includes("rejected proxy Mixed");
     });
     assert.match((await state(page))!, /^connected/, "the page's own session goes on");
-  } finally {
-    await close();
-    await platform.stop();
-  }
+  });
 });
 
 Deno.test("page: a title the browser cannot play is said so, and its stream is stopped", async () => {
@@ -466,17 +472,15 @@ Deno.test("page: a title the browser cannot play is said so, and its stream is s
     ],
   }).output();
   assert.ok(made.success, new TextDecoder().decode(made.stderr));
-  const platform = await Platform.start(30, 10, true, media);
-  const { page, close } = await openPage(platform.pageUrl);
   try {
-    await logInAndSelect(page, "clip");
-    await page.click("#play");
-    await page.locator("#message", { hasText: "this browser cannot play «clip»" }).waitFor();
-    assert.match((await state(page))!, /selected «clip» · not playing$/);
-    await eventually("its stream is stopped", () => /closed \(stopped by the client\)/.test(platform.streamingLog()));
+    await withPage([30, 10, true, media], async (platform, page) => {
+      await logInAndSelect(page, "clip");
+      await page.click("#play");
+      await page.locator("#message", { hasText: "this browser cannot play «clip»" }).waitFor();
+      assert.match((await state(page))!, /selected «clip» · not playing$/);
+      await eventually("its stream is stopped", () => /closed \(stopped by the client\)/.test(platform.streamingLog()));
+    });
   } finally {
-    await close();
-    await platform.stop();
     await Deno.remove(media, { recursive: true });
   }
 });
