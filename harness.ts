@@ -69,8 +69,11 @@ export class Child {
   readonly #done: Promise<Deno.CommandStatus>;
 
   constructor(command: string, args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
-    this.process = new Deno.Command(command, {
-      args,
+    // Through setpriv (util-linux): the kernel sends SIGTERM to the child when the test process dies, even of a crash
+    // or SIGKILL, so no platform is left running orphaned. setpriv executes the command in its own process: the pid
+    // stays the command's.
+    this.process = new Deno.Command("setpriv", {
+      args: ["--pdeathsig", "TERM", "--", command, ...args],
       cwd: options.cwd ?? ROOT,
       env: options.env,
       stdin: "null",

@@ -14,6 +14,7 @@ import {
   AnnouncementCounter,
   eventually,
   IceStormServer,
+  processExists,
   runPython,
   startService,
   testCommunicator,
@@ -229,4 +230,27 @@ Deno.test("IceStorm restarted with its data wiped: services re-subscribe and ann
     await communicator.destroy();
     await icestorm.stop();
   }
+});
+
+Deno.test("harness: a test process killed by SIGKILL leaves none of its children running", async () => {
+  // A test process of its own starts IceStorm through the harness, says the pid, and is then killed without warning.
+  const harness = new URL("../harness.ts", import.meta.url).href;
+  const code = `
+    import { Child, freePort, waitForPort, ROOT } from "${harness}";
+    const port = await freePort();
+    const dataDir = await Deno.makeTempDir({ prefix: "iceflix-orphan-" });
+    const icestorm = new Child(ROOT + "run_icestorm", ["--port", String(port), "--data", dataDir]);
+    await waitForPort(port);
+    console.log(icestorm.process.pid, dataDir);
+    await new Promise(() => setInterval(() => {}, 1000));`;
+  const testProcess = new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "inherit" })
+    .spawn();
+  const reader = testProcess.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const [pid, dataDir] = (await reader.read()).value!.trim().split(" ");
+  assert.ok(processExists(Number(pid)), "IceStorm runs");
+  testProcess.kill("SIGKILL");
+  await testProcess.status;
+  await reader.cancel();
+  await eventually("IceStorm has ended", () => !processExists(Number(pid)));
+  await Deno.remove(dataDir, { recursive: true });
 });
