@@ -168,6 +168,12 @@ export class ReplicatedTokens {
   #self: IceFlixAuthReplication.TokenReplicaPrx | undefined;
   /** Resolves once the catch-up from the running replicas is over. */
   #caughtUp: Promise<void> = Promise.resolve();
+  /** Tokens issued here that wait for the share under way to end: they leave together in the next one. */
+  readonly #outbox: Grant[] = [];
+  /** The share the outbox will leave in, once scheduled. */
+  #nextShare: Promise<void> | undefined;
+  /** The share last scheduled; the next one starts when it ends. */
+  #lastShare: Promise<void> = Promise.resolve();
 
   constructor(options: ReplicationOptions) {
     this.#options = options;
@@ -220,8 +226,28 @@ export class ReplicatedTokens {
   async issue(): Promise<string> {
     await this.#caughtUp;
     const grant = this.#table.issue(this.id, this.#options.lifetime);
-    await this.#broadcast((peers) => this.#sealGrants(peers, [grant]));
+    await this.#share(grant);
     return grant.token;
+  }
+
+  /**
+   * Sends `grant` to every live peer; resolves once each has taken it or failed. One share is under way at a time:
+   * the tokens issued meanwhile wait for it to end, then leave together, sealed once in one message for every peer.
+   * So concurrent logins cost one message per peer between them, not one each (a login waits at most for the share
+   * under way, then its own); a token still reaches every peer before its login returns.
+   */
+  #share(grant: Grant): Promise<void> {
+    this.#outbox.push(grant);
+    if (this.#nextShare === undefined) {
+      this.#nextShare = this.#lastShare.then(() => {
+        this.#nextShare = undefined;
+        const grants = this.#outbox.splice(0);
+        return this.#broadcast((peers) => this.#sealGrants(peers, grants));
+      });
+      // A share that failed to start (it cannot: #broadcast settles every call) must not stop the next ones.
+      this.#lastShare = this.#nextShare.catch(() => {});
+    }
+    return this.#nextShare;
   }
 
   /** Whether `token` is live; a token unknown here while the catch-up runs waits for it before the answer. */

@@ -268,6 +268,44 @@ export async function startIceFlixService(name: string, args: string[]): Promise
   }
 }
 
+/**
+ * Starts IceFlix service `name` of the clone at `root` (this one unless given) as `./run_service` does (its
+ * configuration files, from its folder, the descriptor limit it hands on), but with every permission and, with
+ * `profileDir`, Deno's `--cpu-prof` writing a V8 CPU profile there when the service stops: for benchmarks. Resolves
+ * with the child and its proxy once it is ready.
+ */
+export async function startBenchService(
+  name: string,
+  args: string[],
+  options: { root?: string; profileDir?: string } = {},
+): Promise<{ child: Child; proxy: string }> {
+  const root = options.root ?? ROOT;
+  const common = await Deno.stat(`${root}config/common.config`).then(() => true, () => false);
+  const profile = options.profileDir === undefined ? [] : [
+    "--cpu-prof",
+    `--cpu-prof-dir=${options.profileDir}`,
+    `--cpu-prof-name=${name}-${crypto.randomUUID()}.cpuprofile`,
+  ];
+  const child = new Child(`${root}node_modules/deno/deno`, [
+    "run",
+    "--allow-all",
+    ...profile,
+    `${root}${name}.ts`,
+    `--Ice.Config=${common ? "config/common.config," : ""}config/${name}.config`,
+    ...args,
+  ], { cwd: root, env: { ICEFLIX_DESCRIPTOR_LIMIT: await descriptorLimit } });
+  try {
+    return { child, proxy: await child.line(1) };
+  } catch (error) {
+    await child.stop("SIGKILL");
+    throw error;
+  }
+}
+
+/** This process's soft limit of descriptors, which ./run_service hands the services (Deno cannot read it). */
+const descriptorLimit = new Deno.Command("bash", { args: ["-c", "ulimit -Sn"] }).output()
+  .then(({ stdout }) => new TextDecoder().decode(stdout).trim());
+
 /** Waits until something is bound to UDP `port` on this machine (from Linux's /proc/net/udp). */
 export async function waitForUdpPort(port: number, seconds = 15): Promise<void> {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;

@@ -9,6 +9,7 @@
  */
 import { Ice } from "ice";
 import { createObjectAdapter } from "./acceptor.ts";
+import "./ice_timeouts.ts";
 import { EventChannel } from "./events.ts";
 import { createLogger, describeError, type Logger } from "./log.ts";
 import { Trust } from "./trust.ts";

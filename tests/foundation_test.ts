@@ -12,6 +12,7 @@ import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, createServiceContext, initializeCommunicator, loadProperties } from "../service.ts";
 import {
   AnnouncementCounter,
+  delay,
   eventually,
   IceStormServer,
   processExists,
@@ -61,6 +62,46 @@ Deno.test("acceptor: a TS servant answers a TS client on an OS-chosen port, and 
     await communicator.destroy();
   }
   assert.equal(openIncomingConnections(), 0);
+});
+
+Deno.test("ice_timeouts: a call answered within its invocation timeout leaves no timer behind; a late one still times out", async () => {
+  const server = initializeCommunicator(["--Server.Endpoints=tcp -h 127.0.0.1 -p 0"]);
+  const client = initializeCommunicator([]);
+  const adapter = await createObjectAdapter(server, "Server");
+  class Slow extends IceFlix.Authenticator {
+    async refreshAuthorization(user: string): Promise<string> {
+      if (user === "") throw new IceFlix.Unauthorized();
+      if (user === "late") await delay(1000);
+      return user;
+    }
+    isAuthorized(): boolean {
+      return true;
+    }
+  }
+  const text = server.proxyToString(adapter.add(new Slow(), Ice.stringToIdentity("slow")));
+  await adapter.activate();
+  // The client's timer (Ice's private Timer): what it still has scheduled.
+  const scheduled = () =>
+    (client as unknown as { _instance: { timer(): { _tokens: Map<number, unknown> } } })
+      ._instance.timer()._tokens.size;
+  try {
+    const proxy = IceFlix.AuthenticatorPrx.uncheckedCast(client.stringToProxy(text)).ice_invocationTimeout(60_000);
+    await proxy.ice_ping();
+    const before = scheduled();
+    for (let i = 0; i < 50; i++) {
+      assert.equal(await proxy.refreshAuthorization(`user${i}`, ""), `user${i}`);
+      assert.equal(await proxy.isAuthorized("token"), true);
+      await assert.rejects(proxy.refreshAuthorization("", ""), IceFlix.Unauthorized);
+    }
+    assert.equal(scheduled(), before, "150 answered calls left their 60 s timers scheduled");
+    await assert.rejects(
+      proxy.ice_invocationTimeout(100).refreshAuthorization("late", ""),
+      Ice.InvocationTimeoutException,
+    );
+  } finally {
+    await client.destroy();
+    await server.destroy();
+  }
 });
 
 Deno.test("acceptor: a busy port and a non-tcp endpoint are clear errors", async () => {

@@ -181,6 +181,30 @@ Deno.test("replicas: a token from any is accepted by every one at once; a late o
   }
 });
 
+Deno.test("replicas: logins made at once, at one replica or at all, are each accepted by every other as soon as it returns", async () => {
+  const platform = await Platform.start();
+  try {
+    const replicas = [await platform.startAuth(30), await platform.startAuth(30), await platform.startAuth(30)];
+    const passwordHash = await sha256Hex(PASSWORD);
+    // Each login's check follows its own return at once, while the other logins are still under way: the tokens
+    // issued meanwhile leave together (auth_replication.ts), and none may be left behind or late.
+    const logInAndCheck = async (issuer: Replica) => {
+      const token = await issuer.proxy.refreshAuthorization("alice", passwordHash);
+      const others = replicas.filter((replica) => replica !== issuer);
+      return { token, accepted: await Promise.all(others.map((replica) => replica.proxy.isAuthorized(token))) };
+    };
+    const atOne = await Promise.all(Array.from({ length: 40 }, () => logInAndCheck(replicas[0])));
+    const atAll = await Promise.all(Array.from({ length: 60 }, (_, i) => logInAndCheck(replicas[i % 3])));
+    const results = [...atOne, ...atAll];
+    assert.equal(new Set(results.map(({ token }) => token)).size, 100, "every login has a token of its own");
+    assert.deepEqual(results.filter(({ accepted }) => accepted.includes(false)), [], "every token accepted at once");
+    await assertAuthorized(replicas, results.map(({ token }) => token), true);
+    platform.assertNeverLogged(results.map(({ token }) => token));
+  } finally {
+    await platform.stop();
+  }
+});
+
 Deno.test("replicas: one revoke per token, whoever issued it; a SIGKILLed issuer's tokens are revoked by the live replica with the smallest id", async () => {
   const lifetime = 2;
   const platform = await Platform.start();
