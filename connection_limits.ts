@@ -13,7 +13,7 @@
  */
 import type { Ice } from "ice";
 import type net from "node:net";
-import type { Logger } from "./log.ts";
+import { type Logger, OncePerBurst } from "./log.ts";
 import { plainAddress } from "./peer_address.ts";
 
 /** What {@linkcode ConnectionGate} enforces; read by {@linkcode connectionLimits}. */
@@ -76,30 +76,6 @@ export function connectionLimits(properties: Ice.Properties, descriptors = descr
     firstMessage: seconds("IceFlix.Connections.FirstMessageTimeout", 10),
     idle: seconds("IceFlix.Connections.IdleTimeout", 60),
   };
-}
-
-/** How long a kind of trouble stays quiet in the log after it was logged (ms): once per burst. */
-const BURST_QUIET = 60_000;
-
-/** Logs a kind of event once, then again only after {@linkcode BURST_QUIET} without it; counts what it left out. */
-class OncePerBurst {
-  #last = -Infinity;
-  #untold = 0;
-
-  constructor(readonly log: (message: string) => void) {}
-
-  note(message: string): void {
-    const now = Date.now();
-    const quiet = now - this.#last > BURST_QUIET;
-    this.#last = now;
-    if (!quiet) {
-      this.#untold++;
-      return;
-    }
-    const before = this.#untold > 0 ? ` (${this.#untold} more in the last burst)` : "";
-    this.#untold = 0;
-    this.log(`${message}${before}; not logged again until ${BURST_QUIET / 1000} s pass without one`);
-  }
 }
 
 /** The Ice protocol header: magic (4), versions (4), type, compression, message size (int32 LE, header included). */

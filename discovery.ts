@@ -18,6 +18,7 @@ import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { TOPICS } from "./events.ts";
+import { OncePerBurst } from "./log.ts";
 import { describeError, type ServiceContext } from "./service.ts";
 import { bindingOf } from "./trust.ts";
 
@@ -29,6 +30,13 @@ const MAX_PENDING_CHECKS = 32;
 
 /** How long an announcement that failed its check is ignored without a new check (ms), and how many are kept. */
 const REFUSAL_MEMORY = { ms: 60_000, entries: 4096 };
+
+/**
+ * Endpoints an announced proxy may have, at most: Ice tries them one after the other, each for up to the connect
+ * timeout, even after the call that asked has timed out; a proxy with more is refused without a call. (A service
+ * listening on every interface publishes one endpoint per address of its host.)
+ */
+const MAX_ENDPOINTS = 16;
 
 /** The kinds of service that announce themselves, with their proxy types. */
 export interface ServiceKinds {
@@ -93,6 +101,10 @@ export class Discovery {
   readonly #refused = new Map<string, number>();
   /** Per kind, the ids admitted without proof (spec-only services the operator let in). */
   readonly #admitted = new Set<string>();
+  /** Refused announcements, logged once per burst: a flood of forged ones costs a line a minute. */
+  readonly #refusals: OncePerBurst;
+  /** Connection ids given so far, one per announcement checked ({@linkcode ownConnection}). */
+  #connections = 0;
   #subscriber: Ice.ObjectPrx | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -104,6 +116,7 @@ export class Discovery {
   constructor(context: ServiceContext, self?: SelfAnnouncement) {
     this.#context = context;
     this.#self = self;
+    this.#refusals = new OncePerBurst((message) => context.logger.warn(message));
     if (self) context.trust.serveProofs(context.adapter, { kind: self.kind, id: this.id }, self.proxy);
   }
 
@@ -158,10 +171,14 @@ export class Discovery {
     return this.#services[kind] as ReadonlyMap<string, Ice.ObjectPrx> as ReadonlyMap<string, ServiceKinds[K]>;
   }
 
-  /** Forgets service `id` of `kind` (it failed a call). */
+  /** Forgets service `id` of `kind` (it failed a call), and closes its connection. */
   forget(kind: ServiceKind, id: string): void {
     this.#admitted.delete(`${kind} ${id}`);
-    if (this.#services[kind].delete(id)) this.#context.logger.info(`${kind} service ${id} gone`);
+    const proxy = this.#services[kind].get(id);
+    if (!proxy) return;
+    this.#services[kind].delete(id);
+    this.#closeConnection(proxy);
+    this.#context.logger.info(`${kind} service ${id} gone`);
   }
 
   /**
@@ -217,11 +234,13 @@ export class Discovery {
    */
   #isKnownOrRefused(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx, key: string): boolean {
     const known = this.#services[kind].get(id);
+    const binding = bindingOf(proxy);
     if (known) {
-      if (!known.equals(proxy)) this.#context.logger.debug(`ignoring ${kind} announcement ${id}: another proxy`);
+      if (bindingOf(known) !== binding) {
+        this.#context.logger.debug(`ignoring ${kind} announcement ${id}: another proxy`);
+      }
       return true;
     }
-    const binding = bindingOf(proxy);
     if ([...this.#services[kind].values()].some((other) => bindingOf(other) === binding)) {
       this.#context.logger.debug(`ignoring ${kind} announcement ${id}: its proxy is known under another id`);
       return true;
@@ -232,29 +251,49 @@ export class Discovery {
     return false;
   }
 
-  async #check(kind: ServiceKind, id: string, proxy: Ice.ObjectPrx, key: string): Promise<void> {
+  /**
+   * Checks the announcement over a connection of its own (see {@linkcode ownConnection}), every call bounded by the
+   * call timeout: kept as the service's connection if it proves itself, else closed.
+   */
+  async #check(kind: ServiceKind, id: string, announced: Ice.ObjectPrx, key: string): Promise<void> {
     const { callTimeout, logger, trust } = this.#context;
+    const proxy = this.#ownConnection(announced);
     const admission = trust.admission(proxy);
     let refusal: string | undefined;
+    // Made first, so that it can be closed: once a call has timed out, Ice no longer says which connection it was on.
+    let connection: Ice.Connection | undefined;
+    const close = () => connection?.close(Ice.ConnectionClose.Forcefully);
     try {
-      if (!(await proxy.ice_invocationTimeout(callTimeout).ice_isA(TYPE_IDS[kind]))) {
-        refusal = `its proxy is not a ${TYPE_IDS[kind]}`;
-      } else if (!admission) {
-        const proof = await trust.challenge(kind, proxy, callTimeout, id);
-        if (typeof proof === "string") refusal = proof;
+      const endpoints = proxy.ice_getEndpoints().length;
+      if (endpoints > MAX_ENDPOINTS) {
+        refusal = `its proxy has ${endpoints} endpoints (at most ${MAX_ENDPOINTS} are tried)`;
+      } else {
+        // A connection not made within the call timeout ends by itself within the connect timeout (service.ts).
+        connection = await proxy.ice_invocationTimeout(callTimeout).ice_getConnection();
+        if (!(await proxy.ice_invocationTimeout(callTimeout).ice_isA(TYPE_IDS[kind]))) {
+          refusal = `its proxy is not a ${TYPE_IDS[kind]}`;
+        } else if (!admission) {
+          const proof = await trust.challenge(kind, proxy, callTimeout, id);
+          if (typeof proof === "string") refusal = proof;
+        }
       }
     } catch (error) {
       // Not remembered as refused: it may be a service that is starting.
       logger.debug(`ignoring ${kind} announcement ${id}: unreachable (${describeError(error)})`);
+      close();
       return;
     }
     if (refusal) {
-      logger.warn(`ignoring ${kind} announcement ${id} at ${proxy}: ${refusal}`);
+      this.#refusals.note(`ignoring ${kind} announcement ${id} at ${announced}: ${refusal}`);
       this.#rememberRefused(key);
+      close();
       return;
     }
     // Checked while another announcement of the same id or proxy was: the first one proven stays.
-    if (this.#isKnownOrRefused(kind, id, proxy, key)) return;
+    if (this.#isKnownOrRefused(kind, id, proxy, key)) {
+      close();
+      return;
+    }
     this.#services[kind].set(id, CASTS[kind](proxy));
     if (admission) {
       this.#admitted.add(`${kind} ${id}`);
@@ -266,6 +305,26 @@ export class Discovery {
     this.#waiting[kind].splice(0).forEach((wake) => wake());
     // A newcomer missed our earlier announcements: announce now, not at the next tick, so it can use us at once.
     this.#announce();
+  }
+
+  /**
+   * `proxy` with a connection of its own (a connection id nobody else uses), so that closing it closes nothing else:
+   * a forged announcement may point at a real service's endpoint, whose shared connection carries real calls.
+   */
+  #ownConnection(proxy: Ice.ObjectPrx): Ice.ObjectPrx {
+    return proxy.ice_connectionId(`discovery-${++this.#connections}`);
+  }
+
+  /**
+   * Closes the connection of a service dropped (`proxy`, one of {@linkcode ownConnection}'s) at once: one that hangs
+   * would otherwise keep it until Ice finds it idle. One still being established is closed when it is (or fails
+   * within the connect timeout, service.ts); if none is open any more, the one made to close is closed too.
+   */
+  #closeConnection(proxy: Ice.ObjectPrx): void {
+    proxy.ice_invocationTimeout(this.#context.callTimeout).ice_getConnection().then(
+      (connection) => connection.close(Ice.ConnectionClose.Forcefully),
+      () => {/* none could be made: nothing is open */},
+    );
   }
 
   #rememberRefused(key: string): void {
@@ -310,7 +369,11 @@ export class Discovery {
   }
 }
 
-/** The servant that receives `ServiceAvailability` events. */
+/**
+ * The servant that receives `ServiceAvailability` events. It answers IceStorm at once and checks in the background:
+ * IceStorm sends a subscriber its next events as the last ones are answered, so a reply held for a check (up to the
+ * call timeout for one at a tarpit) let a flood of forged announcements queue in IceStorm ahead of the real ones.
+ */
 class AvailabilityListener extends IceFlix.ServiceAvailability {
   readonly #discovery: Discovery;
 
@@ -319,15 +382,15 @@ class AvailabilityListener extends IceFlix.ServiceAvailability {
     this.#discovery = discovery;
   }
 
-  catalogService(service: IceFlix.MediaCatalogPrx | null, id: string): Promise<void> {
-    return this.#discovery.learn("catalog", id, service);
+  catalogService(service: IceFlix.MediaCatalogPrx | null, id: string): void {
+    void this.#discovery.learn("catalog", id, service);
   }
 
-  authenticationService(service: IceFlix.AuthenticatorPrx | null, id: string): Promise<void> {
-    return this.#discovery.learn("auth", id, service);
+  authenticationService(service: IceFlix.AuthenticatorPrx | null, id: string): void {
+    void this.#discovery.learn("auth", id, service);
   }
 
-  mediaService(service: IceFlix.StreamProviderPrx | null, id: string): Promise<void> {
-    return this.#discovery.learn("media", id, service);
+  mediaService(service: IceFlix.StreamProviderPrx | null, id: string): void {
+    void this.#discovery.learn("media", id, service);
   }
 }

@@ -210,6 +210,63 @@ export async function runPython(script: string, args: string[]): Promise<string>
 }
 
 /**
+ * One run of tests/interop/outsider.py, an attacker without the installation secret (trust and connection tests): its
+ * attack keeps going until {@linkcode finish}.
+ */
+export class Outsider {
+  readonly #process: Deno.ChildProcess;
+  readonly #output: Promise<string>;
+  readonly #ready: Promise<void>;
+  #finished: Promise<Record<string, number>> | undefined;
+
+  private constructor(args: string[]) {
+    this.#process = new Deno.Command(PYTHON, {
+      args: [`${ROOT}tests/interop/outsider.py`, ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = this.#process.stdout.pipeThrough(new TextDecoderStream());
+    const ready = Promise.withResolvers<void>();
+    this.#ready = ready.promise;
+    this.#output = (async () => {
+      let text = "";
+      for await (const chunk of lines) {
+        text += chunk;
+        if (text.startsWith("ready\n")) ready.resolve();
+      }
+      ready.reject(new Error(`the outsider stopped before it was ready: ${text}`));
+      return text;
+    })();
+  }
+
+  /** Starts `attack` against the platform of `icestorm`; resolves once the attack is under way. */
+  static async start(attack: string, icestorm: IceStormServer, args: string[]): Promise<Outsider> {
+    const outsider = new Outsider([attack, icestorm.proxy, ...args]);
+    await outsider.#ready;
+    return outsider;
+  }
+
+  /** Stops announcing (and the idle flood); the tarpits keep the connections they hold until {@linkcode finish}. */
+  async quiet(): Promise<void> {
+    const writer = this.#process.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("quiet\n"));
+    writer.releaseLock();
+  }
+
+  /** Ends the attack (once, however often called); resolves to what the outsider saw (calls, answers, sockets). */
+  finish(): Promise<Record<string, number>> {
+    this.#finished ??= (async () => {
+      await this.#process.stdin.close();
+      const [output, status] = await Promise.all([this.#output, this.#process.status]);
+      if (!status.success) throw new Error(`the outsider failed:\n${output}`);
+      return JSON.parse(output.trim().split("\n").at(-1)!);
+    })();
+    return this.#finished;
+  }
+}
+
+/**
  * A communicator with a listening adapter `TestAdapter` in the test process
  * itself, for servants the services call back (IceStorm subscribers, ...).
  */
@@ -220,6 +277,11 @@ export async function testCommunicator(properties: string[] = []): Promise<
   const adapter = await createObjectAdapter(communicator, "TestAdapter");
   await adapter.activate();
   return { communicator, adapter };
+}
+
+/** The descriptors process `pid` holds open now (Linux's /proc; a test has every permission). */
+export function openDescriptors(pid: number): number {
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
 /** Whether process `pid` exists (a zombie, not reaped yet, counts as existing). */
@@ -256,10 +318,16 @@ export class AnnouncementCounter extends IceFlix.ServiceAvailability {
 
 /**
  * Starts an IceFlix service the way operators do, `./run_service <name> [--Name=value ...]` (same launcher, same
- * narrow permissions), and waits for its ready line (its proxy). A service that does not get ready is stopped.
+ * narrow permissions; through `prefix`, e.g. `prlimit --nofile=1024`, which must exec it), and waits for its ready
+ * line (its proxy). A service that does not get ready is stopped.
  */
-export async function startIceFlixService(name: string, args: string[]): Promise<{ child: Child; proxy: string }> {
-  const child = new Child(`${ROOT}run_service`, [name, ...args]);
+export async function startIceFlixService(
+  name: string,
+  args: string[],
+  prefix: string[] = [],
+): Promise<{ child: Child; proxy: string }> {
+  const [command, ...rest] = [...prefix, `${ROOT}run_service`, name, ...args];
+  const child = new Child(command, rest);
   try {
     return { child, proxy: await child.line(1) };
   } catch (error) {

@@ -50,3 +50,47 @@ export function describeError(error: unknown): string {
   }
   return error instanceof Error ? error.message : String(error);
 }
+
+/** How often {@linkcode OncePerBurst} sums up what it did not log (ms). */
+const BURST_SUMMARY = 60_000;
+
+/**
+ * Logs one kind of event (a refusal, a failure) once per burst, so that a flood of them costs a line a minute, not
+ * a line each: the first in full; then, every minute while more come, how many more, with the last of them (so that
+ * whoever sends garbage is still named). A minute without one ends the burst: the next is logged in full again.
+ */
+export class OncePerBurst {
+  readonly #log: (message: string) => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #untold = 0;
+  #last = "";
+
+  constructor(log: (message: string) => void) {
+    this.#log = log;
+  }
+
+  /** An event: logged now if it starts a burst, else counted for the next summary. */
+  note(message: string): void {
+    if (this.#timer !== undefined) {
+      this.#untold++;
+      this.#last = message;
+      return;
+    }
+    this.#log(`${message} (more like it: counted, one line a minute)`);
+    this.#startInterval();
+  }
+
+  #startInterval(): void {
+    this.#timer = setTimeout(() => this.#summary(), BURST_SUMMARY);
+    // A summary never keeps a program alive.
+    Deno.unrefTimer(this.#timer);
+  }
+
+  #summary(): void {
+    this.#timer = undefined;
+    if (this.#untold === 0) return;
+    this.#log(`${this.#untold} more in the last ${BURST_SUMMARY / 1000} s; the last: ${this.#last}`);
+    this.#untold = 0;
+    this.#startInterval();
+  }
+}

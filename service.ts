@@ -48,11 +48,34 @@ export function loadProperties(args: string[]): Ice.Properties {
   return properties;
 }
 
-/** Creates a communicator from the Ice configuration in `args` (see {@linkcode loadProperties}). */
-export function initializeCommunicator(args: string[]): Ice.Communicator {
+/**
+ * Creates a communicator from the Ice configuration in `args` (see {@linkcode loadProperties}), after `configure`
+ * has seen (and completed) the properties.
+ */
+export function initializeCommunicator(
+  args: string[],
+  configure: (properties: Ice.Properties) => void = () => {},
+): Ice.Communicator {
   const initData = new Ice.InitializationData();
   initData.properties = loadProperties(args);
+  configure(initData.properties);
   return Ice.initialize(initData);
+}
+
+/** The call timeout of `properties` (ms): see {@linkcode ServiceContext.callTimeout}. */
+function callTimeoutOf(properties: Ice.Properties): number {
+  return secondsProperty(properties, "IceFlix.Discovery.CallTimeout", DEFAULT_CALL_TIMEOUT) * 1000;
+}
+
+/**
+ * A service's outgoing connections are established within the call timeout (`Ice.Override.ConnectTimeout`, unless
+ * configured). Otherwise Ice gives a connection as long as its endpoint's `-t` says, which an announced proxy chooses:
+ * a forged one at a socket that accepts and never answers held a descriptor for an hour (`-t 3600000`), or for ever
+ * (`-t -1`), though the call itself had failed after the call timeout.
+ */
+function boundConnects(properties: Ice.Properties): void {
+  if (properties.getProperty("Ice.Override.ConnectTimeout").trim() !== "") return;
+  properties.setProperty("Ice.Override.ConnectTimeout", String(callTimeoutOf(properties)));
 }
 
 /** Reads a property holding a number of seconds, with a default; refuses nonsense. */
@@ -116,7 +139,7 @@ export async function createServiceContext(adapter: Ice.ObjectAdapter, logger: L
     adapter,
     logger,
     events: new EventChannel(communicator, logger),
-    callTimeout: secondsProperty(properties, "IceFlix.Discovery.CallTimeout", DEFAULT_CALL_TIMEOUT) * 1000,
+    callTimeout: callTimeoutOf(properties),
     announceInterval: secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", DEFAULT_ANNOUNCE_INTERVAL),
     trust: await Trust.load(communicator, logger),
   };
@@ -157,7 +180,7 @@ export async function runService(options: ServiceOptions, args: string[] = [...D
   });
   const cleanups: (() => unknown)[] = [];
   try {
-    communicator = initializeCommunicator(args);
+    communicator = initializeCommunicator(args, boundConnects);
     logger = createLogger(options.name, communicator.getProperties());
     const adapter = await createObjectAdapter(communicator, options.adapterName);
     const context = await createServiceContext(adapter, logger);

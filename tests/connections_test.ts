@@ -2,11 +2,27 @@
  * The limits on incoming connections (connection_limits.ts, acceptor.ts) on a
  * real service (the toy Authenticator) with a real IceStorm: raw TCP sockets
  * play the careless or hostile peers, an Ice communicator the honest client.
+ * Then the outgoing ones (discovery.ts): forged announcements at tarpits, and
+ * a soak of Main under idle connections, tarpits and clients.
  */
 import assert from "node:assert/strict";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
-import { Child, delay, eventually, IceStormServer, ROOT, testCommunicator } from "../harness.ts";
+import {
+  Child,
+  delay,
+  eventually,
+  freePort,
+  IceStormServer,
+  openDescriptors,
+  Outsider,
+  ROOT,
+  scratchDir,
+  startIceFlixService,
+  testCommunicator,
+  writeUsersFile,
+} from "../harness.ts";
+import { sha256Hex } from "../users.ts";
 
 /** Starts the toy Authenticator with these properties (through `prefix`, e.g. prlimit); returns it and its proxy. */
 async function startToy(icestorm: IceStormServer, properties: string[], prefix: string[] = []) {
@@ -151,5 +167,140 @@ Deno.test("connections: out of descriptors, the listener logs once, keeps trying
 
     for (const conn of sockets.splice(0)) conn.close();
     await eventually("a client is served again", () => authenticator.isAuthorized("toy-token").catch(() => false));
+  });
+});
+
+/** The user of the simulated clients, and her password. */
+const ALICE = { user: "alice", password: "alice's secret" };
+
+/**
+ * How many descriptors above its start Main may hold once an attack is over: its connections to the services and
+ * to IceStorm are made before the start is counted, so this is room for a client that reconnects, not for leaks.
+ */
+const DESCRIPTOR_MARGIN = 10;
+
+/** Bounds each call of a simulated client: a call Main does not answer fails the test instead of hanging it. */
+const CLIENT_CALL_TIMEOUT = 20_000;
+
+/**
+ * Runs `test` against Main (started through `prefix`, e.g. prlimit), an Authenticator and a catalog on a real
+ * IceStorm, and a client's proxy of Main; `attack` starts an outsider (tests/interop/outsider.py) on them. Then it
+ * stops everything.
+ */
+async function withMain(
+  prefix: string[],
+  test: (platform: {
+    main: Child;
+    mainPrx: IceFlix.MainPrx;
+    mainPort: number;
+    attack: (name: string, args: string[]) => Promise<Outsider>;
+  }) => Promise<void>,
+): Promise<void> {
+  const icestorm = await IceStormServer.start();
+  const dir = await scratchDir("test-connections-");
+  const children: Child[] = [];
+  const outsiders: Outsider[] = [];
+  const attack = async (name: string, args: string[]) => {
+    outsiders.push(await Outsider.start(name, icestorm, args));
+    return outsiders.at(-1)!;
+  };
+  const { communicator } = await testCommunicator();
+  let passed = false;
+  try {
+    const common = [icestorm.option, "--IceFlix.Discovery.AnnounceInterval=1"];
+    const usersFile = await writeUsersFile(dir, { [ALICE.user]: ALICE.password });
+    children.push((await startIceFlixService("auth", [...common, `--IceFlix.Auth.UsersFile=${usersFile}`])).child);
+    const database = `--IceFlix.Catalog.DatabaseFile=${dir}/catalog.json`;
+    children.push((await startIceFlixService("catalog", [...common, database])).child);
+    const mainPort = await freePort();
+    const main = await startIceFlixService(
+      "main",
+      [...common, `--MainAdapter.Endpoints=tcp -h 127.0.0.1 -p ${mainPort}`],
+      prefix,
+    );
+    children.push(main.child);
+    const mainPrx = IceFlix.MainPrx.uncheckedCast(communicator.stringToProxy(main.proxy))
+      .ice_invocationTimeout(CLIENT_CALL_TIMEOUT);
+    await eventually("Main hands out both services", () => clientSession(mainPrx).then(() => true, () => false));
+    await test({ main: main.child, mainPrx, mainPort, attack });
+    passed = true;
+  } finally {
+    await Promise.allSettled(outsiders.map((outsider) => outsider.finish()));
+    await communicator.destroy();
+    const stopped = await Promise.all(children.map((child) => stopWithin(child, 20)));
+    await icestorm.stop();
+    await Deno.remove(dir, { recursive: true });
+    // A service whose shutdown waits on a connection that never closes is a failure (the test does not hang on it).
+    if (!stopped.every(Boolean)) console.error("a service did not stop within 20 s of SIGTERM: killed");
+    if (passed) assert.ok(stopped.every(Boolean), "every service stops when asked");
+  }
+}
+
+/** Stops `child` (SIGTERM); false if it had not ended within `seconds` (it is killed then). */
+async function stopWithin(child: Child, seconds: number): Promise<boolean> {
+  const ended = await Promise.race([child.stop().then(() => true), delay(seconds * 1000).then(() => false)]);
+  if (!ended) await child.stop("SIGKILL");
+  return ended;
+}
+
+/** One session of a client through Main: log in, search the catalog, check the token; fails if anything does. */
+async function clientSession(main: IceFlix.MainPrx): Promise<void> {
+  const auth = (await main.getAuthenticator()).ice_invocationTimeout(CLIENT_CALL_TIMEOUT);
+  const token = await auth.refreshAuthorization(ALICE.user, await sha256Hex(ALICE.password));
+  const catalog = (await main.getCatalogService()).ice_invocationTimeout(CLIENT_CALL_TIMEOUT);
+  await catalog.getTilesByName("", false);
+  assert.equal(await auth.isAuthorized(token), true);
+}
+
+/** Runs client sessions through `main` one after another for `ms`; resolves to how many, all answered. */
+async function clientLoad(main: IceFlix.MainPrx, ms: number): Promise<number> {
+  const end = Date.now() + ms;
+  let sessions = 0;
+  for (; Date.now() < end; sessions++) await clientSession(main);
+  return sessions;
+}
+
+/** The most descriptors process `pid` held, sampled every 100 ms until `until` resolves. */
+async function mostDescriptors(pid: number, until: Promise<unknown>): Promise<number> {
+  let done = false;
+  until.finally(() => done = true).catch(() => {});
+  let most = 0;
+  while (!done) {
+    most = Math.max(most, openDescriptors(pid));
+    await delay(100);
+  }
+  return most;
+}
+
+/**
+ * Waits (30 s at most) until process `pid` holds about `start` descriptors again (Deno may open one or two of its own
+ * meanwhile); resolves to how many it holds then, for the caller to assert.
+ */
+async function descriptorsAfter(pid: number, start: number): Promise<number> {
+  await eventually("Main's descriptors are back to their start", () => openDescriptors(pid) <= start + 2, 30)
+    .catch(() => {/* the caller asserts, with the figures */});
+  return openDescriptors(pid);
+}
+
+Deno.test("connections: forged announcements at tarpits leave Main no descriptors; their refusals cost one line", async () => {
+  await withMain([], async ({ main, mainPrx, attack }) => {
+    const pid = main.process.pid;
+    const before = openDescriptors(pid);
+    // 120 at two tarpits (each with its own endpoint timeout of an hour and more), 40 fakes that prove nothing.
+    const outsider = await attack("tarpit", ["120", "40"]);
+    const load = clientLoad(mainPrx, 8000);
+    const [sessions, most] = await Promise.all([load, mostDescriptors(pid, load)]);
+    await outsider.quiet();
+    const after = await descriptorsAfter(pid, before);
+    const seen = await outsider.finish();
+    console.log(`Main's descriptors: ${before} at the start, at most ${most} during, ${after} after; ${sessions} \
+client sessions; outsider: ${JSON.stringify(seen)}`);
+    assert.ok(after <= before + DESCRIPTOR_MARGIN, `Main holds ${after} descriptors, ${before} at the start`);
+    assert.ok(sessions > 0);
+    assert.ok((seen["tarpit connections"] ?? 0) > 0, "Main reached the tarpits");
+    assert.ok((seen.checked ?? 0) >= 10, `Main checked the fakes: ${JSON.stringify(seen)}`);
+    // The burst is one warning that names the first; the others are counted for a summary a minute later.
+    assert.match(main.stderr, /ignoring auth announcement \S+ at .*: it proves nothing/);
+    assert.equal(count(main.stderr, /ignoring \S+ announcement/), 1, "one line for the burst of refusals");
   });
 });

@@ -19,7 +19,7 @@ import {
   eventually,
   freePort,
   IceStormServer,
-  PYTHON,
+  Outsider,
   ROOT,
   RtpReceiver,
   scratchDir,
@@ -40,49 +40,6 @@ const SETTLE_MS = 4000;
 
 /** The sample every platform here serves: the streaming service's own media folder. */
 const MEDIA_DIR = `${ROOT}media`;
-
-/** One run of tests/interop/outsider.py: the attack keeps going until {@linkcode finish}. */
-class Outsider {
-  readonly #process: Deno.ChildProcess;
-  readonly #output: Promise<string>;
-  readonly #ready: Promise<void>;
-
-  constructor(args: string[]) {
-    this.#process = new Deno.Command(PYTHON, {
-      args: [`${ROOT}tests/interop/outsider.py`, ...args],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const lines = this.#process.stdout.pipeThrough(new TextDecoderStream());
-    const ready = Promise.withResolvers<void>();
-    this.#ready = ready.promise;
-    this.#output = (async () => {
-      let text = "";
-      for await (const chunk of lines) {
-        text += chunk;
-        if (text.startsWith("ready\n")) ready.resolve();
-      }
-      ready.reject(new Error(`the outsider stopped before it was ready: ${text}`));
-      return text;
-    })();
-  }
-
-  /** Starts `attack` against the platform of `icestorm`; resolves once the attack is under way. */
-  static async start(attack: string, icestorm: IceStormServer, args: string[]): Promise<Outsider> {
-    const outsider = new Outsider([attack, icestorm.proxy, ...args]);
-    await outsider.#ready;
-    return outsider;
-  }
-
-  /** Ends the attack; resolves to what the outsider saw (calls it received, answers it got). */
-  async finish(): Promise<Record<string, number>> {
-    await this.#process.stdin.close();
-    const [output, status] = await Promise.all([this.#output, this.#process.status]);
-    assert.ok(status.success, `the outsider failed:\n${output}`);
-    return JSON.parse(output.trim().split("\n").at(-1)!);
-  }
-}
 
 /** A platform of real services on IceStorm, with user alice; everything it started is stopped by `stop()`. */
 class Platform {

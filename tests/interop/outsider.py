@@ -10,11 +10,18 @@ Usage: outsider.py ATTACK TOPIC_MANAGER_PROXY [ARGUMENTS...]
            AUTH_REPLICA
   reflect CONTROLLER TOKEN PORT  getSDP through IceStorm (the controller subscribed to a topic) and directly
   provider PORT MEDIA_ID      a spec-only StreamProvider (a third party's) on PORT, announced, holding MEDIA_ID
-Prints "ready" once the attack is under way, keeps it up (announcing again every half second) until stdin closes,
-then prints what it saw as one JSON line and exits.
+  tarpit FORGED FAKES         FORGED announcements (Authenticators, catalogs, providers by turns) at two tarpits, one
+                              that accepts connections and never sends a byte, one that sends Ice's ValidateConnection
+                              and then nothing, each proxy with its own endpoint timeout (an hour and more: every
+                              announcement makes a connection of its own); FAKES fake Authenticators that answer but
+                              prove nothing, each under its own id
+Prints "ready" once the attack is under way, keeps it up (announcing again every half second) until a line "quiet"
+(announcements stop; the tarpits keep what they hold) or the end of stdin; at the end of stdin
+prints what it saw as one JSON line and exits.
 """
 import json
 import os
+import socket
 import struct
 import sys
 import threading
@@ -46,6 +53,10 @@ class FakeAuthenticator(IceFlix.Authenticator):
     def isAuthorized(self, authentication, current=None):
         count("isAuthorized")
         return True
+
+    def ice_isA(self, id, current=None):
+        count("checked")  # discovery's first call when it checks an announcement
+        return super().ice_isA(id, current)
 
 
 class FakeProvider(IceFlix.StreamProvider):
@@ -118,6 +129,28 @@ class ReplayingTokenReplica(IceFlixAuthReplication.TokenReplica):
 
     def revoked(self, tokens, current=None):
         count("revoked")
+
+
+# Ice's ValidateConnection message: magic, protocol 1.0, encoding 1.0, type 3, no compression, size 14.
+VALIDATE_CONNECTION = b"IceP" + bytes([1, 0, 1, 0, 3, 0]) + struct.pack("<i", 14)
+
+
+def tarpit(validate):
+    """A listening socket on a free loopback port that accepts and keeps every connection, and answers nothing
+    (after a ValidateConnection, if `validate`); returns its port."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    held = []
+
+    def accept():
+        while True:
+            connection, _ = server.accept()
+            held.append(connection)
+            count("tarpit connections")
+            if validate:
+                connection.sendall(VALIDATE_CONNECTION)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server.getsockname()[1]
 
 
 def topic(manager, name):
@@ -220,6 +253,23 @@ def main():
             provider_id = str(uuid.uuid4())
             rounds.append(lambda: availability.mediaService(provider, provider_id))
             rounds.append(lambda: media_topic.newMedia(media_id, "A third party's title", provider_id))
+        elif attack == "tarpit":
+            forged, fakes = (int(argument) for argument in arguments)
+            ports = [tarpit(validate=False), tarpit(validate=True)]
+            kinds = [
+                (IceFlix.AuthenticatorPrx, availability.authenticationService),
+                (IceFlix.MediaCatalogPrx, availability.catalogService),
+                (IceFlix.StreamProviderPrx, availability.mediaService),
+            ]
+            # The fakes first in each round: they answer at once, the tarpits take the checks that are left.
+            for _ in range(fakes):
+                fake = IceFlix.AuthenticatorPrx.uncheckedCast(adapter.addWithUUID(FakeAuthenticator()))
+                rounds.append(lambda f=fake, i=str(uuid.uuid4()): availability.authenticationService(f, i))
+            for i in range(forged):
+                cast, announce = kinds[i % len(kinds)]
+                proxy = cast.uncheckedCast(communicator.stringToProxy(
+                    f"Forged-{i} -t -e 1.1:tcp -h 127.0.0.1 -p {ports[i % 2]} -t {3_600_000 + i}"))
+                rounds.append(lambda p=proxy, a=announce, i=str(uuid.uuid4()): a(p, i))
         else:
             sys.exit(f"unknown attack {attack}")
 
@@ -238,9 +288,12 @@ def main():
         announcer = threading.Thread(target=keep_announcing, daemon=True)
         announcer.start()
         print("ready", flush=True)
-        sys.stdin.read()
+        for line in sys.stdin:
+            if line.strip() == "quiet":
+                break
         stop.set()
         announcer.join()
+        sys.stdin.read()
         print(json.dumps(seen), flush=True)
 
 
