@@ -304,3 +304,30 @@ client sessions; outsider: ${JSON.stringify(seen)}`);
     assert.equal(count(main.stderr, /ignoring \S+ announcement/), 1, "one line for the burst of refusals");
   });
 });
+
+/** How long the soak's attack and client load last (issue 16: 60 s). */
+const SOAK_MS = 60_000;
+
+Deno.test("connections: soak, 60 s: 1,000 idle connections, 200 forged announcements at tarpits, clients through Main", async () => {
+  // Main with a common descriptor limit, so that the idle connections meet its cap (768 with 1024 descriptors).
+  await withMain(["prlimit", "--nofile=1024:1024"], async ({ main, mainPrx, mainPort, attack }) => {
+    const pid = main.process.pid;
+    const before = openDescriptors(pid);
+    const tarpits = await attack("tarpit", ["200", "0"]);
+    // From ten other loopback addresses than the clients', so that the cap per host leaves the clients theirs.
+    const idle = await attack("idle", [String(mainPort), "1000"]);
+    // Three clients, each running one session after another, all through Main.
+    const load = Promise.all([1, 2, 3].map(() => clientLoad(mainPrx, SOAK_MS)));
+    const [sessions, most] = await Promise.all([load, mostDescriptors(pid, load)]);
+    await Promise.all([idle.quiet(), tarpits.quiet()]);
+    const after = await descriptorsAfter(pid, before);
+    await clientSession(mainPrx);
+    const [flood, forged] = await Promise.all([idle.finish(), tarpits.finish()]);
+    console.log(`Main's descriptors: ${before} at the start, at most ${most} during, ${after} after; client \
+sessions ${sessions.join(", ")}; idle flood: ${JSON.stringify(flood)}; tarpits: ${JSON.stringify(forged)}`);
+    assert.ok(sessions.every((count) => count > 0), "every client was served");
+    assert.ok((flood["idle open at most"] ?? 0) >= 900, `the idle connections were made: ${JSON.stringify(flood)}`);
+    assert.ok((forged["tarpit connections"] ?? 0) > 0, "Main reached the tarpits");
+    assert.ok(after <= before + DESCRIPTOR_MARGIN, `Main holds ${after} descriptors, ${before} at the start`);
+  });
+});

@@ -15,16 +15,21 @@ Usage: outsider.py ATTACK TOPIC_MANAGER_PROXY [ARGUMENTS...]
                               and then nothing, each proxy with its own endpoint timeout (an hour and more: every
                               announcement makes a connection of its own); FAKES fake Authenticators that answer but
                               prove nothing, each under its own id
+  idle PORT COUNT             COUNT TCP connections to PORT that send nothing, from 127.0.0.2 to 127.0.0.11 by turns;
+                              each one the server closes is opened again a second later
 Prints "ready" once the attack is under way, keeps it up (announcing again every half second) until a line "quiet"
-(announcements stop; the tarpits keep what they hold) or the end of stdin; at the end of stdin
+(announcements and the idle flood stop; the tarpits keep what they hold) or the end of stdin; at the end of stdin
 prints what it saw as one JSON line and exits.
 """
 import json
 import os
+import resource
+import selectors
 import socket
 import struct
 import sys
 import threading
+import time
 import uuid
 
 import Ice
@@ -153,6 +158,72 @@ def tarpit(validate):
     return server.getsockname()[1]
 
 
+def descriptors_for(count_needed):
+    """Raises this process's descriptor limit (soft, and hard if allowed) to hold `count_needed` sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count_needed + 256
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class IdleFlood:
+    """COUNT connections that send nothing, kept open: one the server closes is opened again a second later."""
+
+    SOURCES = [f"127.0.0.{host}" for host in range(2, 12)]
+
+    def __init__(self, port, total):
+        descriptors_for(total)
+        self.port = port
+        self.selector = selectors.DefaultSelector()
+        self.reopen = [(0.0, slot) for slot in range(total)]
+        self.quiet = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.open_now = 0
+
+    def open(self, slot):
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2,
+                                            source_address=(self.SOURCES[slot % len(self.SOURCES)], 0))
+        except OSError:
+            count("idle connect failed")
+            self.reopen.append((time.monotonic() + 1, slot))
+            return
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, slot)
+        self.open_now += 1
+        count("idle opened")
+        seen["idle open at most"] = max(seen.get("idle open at most", 0), self.open_now)
+
+    def run(self):
+        while not self.quiet.is_set():
+            now = time.monotonic()
+            due = [slot for at, slot in self.reopen if at <= now]
+            self.reopen = [(at, slot) for at, slot in self.reopen if at > now]
+            for slot in due:
+                self.open(slot)
+            for key, _ in self.selector.select(timeout=0.1):
+                try:
+                    data = key.fileobj.recv(4096)
+                except OSError:
+                    data = b""
+                if data:
+                    continue  # Ice's ValidateConnection: read and ignored, the connection stays silent
+                self.selector.unregister(key.fileobj)
+                key.fileobj.close()
+                self.open_now -= 1
+                count("idle closed by the server")
+                self.reopen.append((time.monotonic() + 1, key.data))
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()
+
+    def stop(self):
+        self.quiet.set()
+        self.thread.join()
+
+
 def topic(manager, name):
     try:
         return manager.retrieve(name)
@@ -178,6 +249,7 @@ def main():
             topic(manager, "ServiceAvailability").getPublisher())
         media_topic = IceFlix.StreamAnnouncesPrx.uncheckedCast(topic(manager, "MediaAnnouncements").getPublisher())
         rounds = []  # what to announce again every half second
+        stoppers = []  # what else to stop once quiet
 
         if attack == "fakes":
             (media_id,) = arguments
@@ -270,6 +342,11 @@ def main():
                 proxy = cast.uncheckedCast(communicator.stringToProxy(
                     f"Forged-{i} -t -e 1.1:tcp -h 127.0.0.1 -p {ports[i % 2]} -t {3_600_000 + i}"))
                 rounds.append(lambda p=proxy, a=announce, i=str(uuid.uuid4()): a(p, i))
+        elif attack == "idle":
+            port, total = (int(argument) for argument in arguments)
+            flood = IdleFlood(port, total)
+            flood.thread.start()
+            stoppers.append(flood.stop)
         else:
             sys.exit(f"unknown attack {attack}")
 
@@ -293,6 +370,8 @@ def main():
                 break
         stop.set()
         announcer.join()
+        for stopper in stoppers:
+            stopper()
         sys.stdin.read()
         print(json.dumps(seen), flush=True)
 
