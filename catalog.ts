@@ -172,21 +172,35 @@ class MediaCatalog extends IceFlix.MediaCatalog {
 
   async renameTile(id: string, name: string, authentication: string): Promise<void> {
     await this.#checkEdit("renameTile", id, authentication);
-    // Resolves once the edit is on disk: the reply tells the client it is durable.
-    await this.#database.rename(id, name);
-    // ... here and on every live replica.
-    await this.#replication.spread();
+    await this.#store("renameTile", id, () => this.#database.rename(id, name));
   }
 
   async addTags(id: string, tags: string[], authentication: string): Promise<void> {
     await this.#checkEdit("addTags", id, authentication);
-    await this.#database.addTags(id, tags);
-    await this.#replication.spread();
+    await this.#store("addTags", id, () => this.#database.addTags(id, tags));
   }
 
   async removeTags(id: string, tags: string[], authentication: string): Promise<void> {
     await this.#checkEdit("removeTags", id, authentication);
-    await this.#database.removeTags(id, tags);
+    await this.#store("removeTags", id, () => this.#database.removeTags(id, tags));
+  }
+
+  /**
+   * Makes an edit, which resolves once it is on disk (the reply tells the
+   * client it is durable), then spreads it to every live replica. An edit
+   * that cannot be stored (a full disk) changed nothing: the client is told
+   * so in words, as an `Ice.UnknownException`, since the spec's Slice gives
+   * edits no exception for it.
+   */
+  async #store(operation: string, id: string, edit: () => Promise<void>): Promise<void> {
+    try {
+      await edit();
+    } catch (error) {
+      this.#logger.error(`${operation} of ${id} not stored: ${describeError(error)}`);
+      throw new Ice.UnknownException(
+        `the catalog could not store the edit (${describeError(error)}); nothing was changed, try again later`,
+      );
+    }
     await this.#replication.spread();
   }
 

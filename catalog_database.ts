@@ -3,8 +3,10 @@
  * with the search indexes (catalog_index.ts), versioned so that replicas can
  * merge (catalog_versions.ts), and kept on disk so that no accepted edit is
  * lost: a JSON file (`IceFlix.Catalog.DatabaseFile`, format in
- * catalog_file.ts), and a journal beside it (json_journal.ts) where each edit
- * is synced before it is acknowledged.
+ * catalog_file.ts), and a journal beside it (json_journal.ts) where each
+ * change (what it set, not the whole title) is synced before it is applied in
+ * memory and acknowledged: an edit that cannot be made durable (a full disk)
+ * is refused and changes nothing, so memory always equals the disk.
  *
  * The journal is folded into the JSON file at start-up, at a clean shutdown,
  * and whenever it has as many lines as there are titles (at least 1,000), so
@@ -15,13 +17,26 @@
  * @module
  */
 import { NameIndex, TagIndex } from "./catalog_index.ts";
-import { isObject, notACatalog, parseJournalEntry, parseTitle, type TitleJson, titleJson } from "./catalog_file.ts";
 import {
+  changeJson,
+  isObject,
+  type JournalEntry,
+  notACatalog,
+  parseJournalEntry,
+  parseTitle,
+  type TitleJson,
+  titleJson,
+} from "./catalog_file.ts";
+import {
+  applyChange,
+  changeOf,
+  isEmptyChange,
   latestCounter,
   mergeTitles,
   presentTags,
   searchKey,
   type TagState,
+  type TitleChange,
   type TitleInfo,
   type Version,
   VERSION_ZERO,
@@ -30,7 +45,7 @@ import {
 } from "./catalog_versions.ts";
 import { readJsonFile, writeTextFileAtomic } from "./json_file.ts";
 import { JsonJournal, readJournal } from "./json_journal.ts";
-import type { Logger } from "./service.ts";
+import { describeError, type Logger } from "./service.ts";
 
 export { searchKey, type TitleInfo, type Version, type VersionedTitle } from "./catalog_versions.ts";
 
@@ -81,11 +96,11 @@ export class CatalogDatabase {
   #indexing: ReturnType<typeof setTimeout> | undefined;
   readonly #indexed = Promise.withResolvers<void>();
 
-  private constructor(path: string, logger: Logger, replica: string, journalLines: number) {
+  private constructor(path: string, logger: Logger, replica: string, journal: { lines: number; bytes: number }) {
     this.path = path;
     this.replica = replica;
     this.#journal = new JsonJournal(`${path}.journal`, {
-      lines: journalLines,
+      ...journal,
       rewrite: () => this.#rewrite(),
       foldAt: () => Math.max(MIN_LINES_BEFORE_FOLDING, this.#titles.size),
       logger,
@@ -105,14 +120,19 @@ export class CatalogDatabase {
       throw notACatalog(path, "it must be a JSON object of media id -> title");
     }
     const journal = await readJournal(`${path}.journal`, logger);
-    const database = new CatalogDatabase(path, logger, replica, journal.lines);
+    const database = new CatalogDatabase(path, logger, replica, journal);
     // Nothing is written before every title and edit has been read: a bad one throws with both files untouched.
     // The names are indexed once the catalog answers (name searches scan the rest until then).
     for (const id in stored) database.#put(id, parseTitle(path, id, stored[id]), true);
     journal.values.forEach((entry, index) =>
-      database.#put(...parseJournalEntry(database.#journal.path, index + 1, entry), true)
+      database.#replay(parseJournalEntry(database.#journal.path, index + 1, entry), index + 1)
     );
-    if (journal.lines > 0) await database.#journal.fold();
+    if (journal.lines > 0) {
+      // A full disk must not keep the catalog from serving: the journal stays, and new changes go after its lines.
+      await database.#journal.fold().catch((error) =>
+        logger.error(`cannot fold ${database.#journal.path} into ${path} now (${describeError(error)}); it is kept`)
+      );
+    }
     const loaded = performance.now();
     database.#indexSomeNames(() => {
       // Only worth a line when it took several turns.
@@ -154,16 +174,14 @@ export class CatalogDatabase {
    */
   async addTitle(id: string, name: string): Promise<boolean> {
     if (this.#titles.has(id)) return false;
-    this.#put(id, { name, nameVersion: VERSION_ZERO, tags: [] });
-    await this.#save(id);
+    await this.#commit(id, { name, nameVersion: VERSION_ZERO, tags: [] });
     return true;
   }
 
   /** Renames title `id` (which must exist); resolves once that is on disk. */
   rename(id: string, name: string): Promise<void> {
-    const title = this.#title(id);
-    this.#setName(title, name, this.#stamp());
-    return this.#changed(id);
+    this.#title(id);
+    return this.#commit(id, { name, nameVersion: this.#stamp(), tags: [] });
   }
 
   /**
@@ -172,34 +190,26 @@ export class CatalogDatabase {
    */
   addTags(id: string, tags: string[]): Promise<void> {
     const title = this.#title(id);
-    const [states, keys] = [[...title.states], [...title.keys]];
+    const added = new Map<string, TagState>();
     let version: Version | undefined;
     for (const tag of tags) {
       const key = searchKey(tag);
-      const known = keys.indexOf(key);
-      if (tag === "" || states[known]?.present) continue;
-      const state = { tag, present: true, version: version ??= this.#stamp() };
-      if (known < 0) {
-        keys.push(key);
-        states.push(state);
-      } else states[known] = state;
+      if (tag === "" || added.has(key) || title.states[title.keys.indexOf(key)]?.present) continue;
+      added.set(key, { tag, present: true, version: version ??= this.#stamp() });
     }
-    this.#setTags(title, states, keys);
-    return this.#changed(id);
+    return this.#commit(id, { tags: [...added.values()] });
   }
 
   /** Removes `tags` (compared as search keys) from title `id` (which must exist); resolves once that is on disk. */
   removeTags(id: string, tags: string[]): Promise<void> {
     const title = this.#title(id);
-    const states = [...title.states];
+    const removed: TagState[] = [];
     let version: Version | undefined;
     for (const key of new Set(tags.map(searchKey))) {
-      const known = title.keys.indexOf(key);
-      const state = states[known];
-      if (state?.present) states[known] = { tag: state.tag, present: false, version: version ??= this.#stamp() };
+      const state = title.states[title.keys.indexOf(key)];
+      if (state?.present) removed.push({ tag: state.tag, present: false, version: version ??= this.#stamp() });
     }
-    this.#setTags(title, states, title.keys);
-    return this.#changed(id);
+    return this.#commit(id, { tags: removed });
   }
 
   /**
@@ -212,8 +222,7 @@ export class CatalogDatabase {
     const local = this.versioned(id);
     const merged = local ? mergeTitles(local, remote) : remote;
     if (!merged) return false;
-    this.#put(id, merged);
-    await this.#save(id);
+    await this.#commit(id, changeOf(local, merged));
     return true;
   }
 
@@ -327,16 +336,30 @@ export class CatalogDatabase {
     states.forEach((state, index) => state.present && this.#tags.add(title.position, keys[index]));
   }
 
-  /** Title `id` changed in memory: it gets the next change number; resolves once it is on disk. */
-  #changed(id: string): Promise<void> {
-    this.#changes.delete(id);
-    this.#changes.set(id, ++this.#lastChange);
-    return this.#save(id);
+  /**
+   * Makes `change` to title `id`: appends it to the journal, and applies it
+   * in memory once it is on disk (then it gets the next change number);
+   * resolves then. If it cannot be made durable, memory stays as it was and
+   * the promise rejects.
+   */
+  #commit(id: string, change: TitleChange): Promise<void> {
+    if (isEmptyChange(change)) return Promise.resolve();
+    return this.#journal.append(changeJson(id, change), () => {
+      const merged = applyChange(this.versioned(id), change);
+      if (merged) this.#put(id, merged);
+    });
   }
 
-  /** Appends title `id`'s current state to the journal; resolves once it is on disk. */
-  #save(id: string): Promise<void> {
-    return this.#journal.append([id, this.#json(this.#title(id))]);
+  /** Replays journal line `line` while loading: a change is merged in, a whole title (older journals) replaces it. */
+  #replay(entry: JournalEntry, line: number): void {
+    if ("title" in entry) return this.#put(entry.id, entry.title, true);
+    let merged: VersionedTitle | undefined;
+    try {
+      merged = applyChange(this.versioned(entry.id), entry.change);
+    } catch (error) {
+      throw notACatalog(this.#journal.path, `line ${line}, title ${JSON.stringify(entry.id)}: ${describeError(error)}`);
+    }
+    if (merged) this.#put(entry.id, merged, true);
   }
 
   #json(title: StoredTitle): TitleJson {

@@ -7,11 +7,24 @@
  * "<replica>"], "tags": {"Drama": [5, "<replica>"]}, "removed": {"old": [6,
  * "<replica>"]}}` (see catalog_versions.ts); a missing version is version
  * zero, so a file written before versions existed loads as a catalog nobody
- * has edited yet. A journal line is `["<id>", <title>]`.
+ * has edited yet.
+ *
+ * A journal line is one change (catalog_versions.ts): what it set, not the
+ * whole title, `{"id": "<id>", "name": ["Title", 7, "<replica>"], "tags":
+ * [["Drama", 8, "<replica>"], ...], "removed": [["old", 9, "<replica>"], ...]}`,
+ * each field but `id` only when the change sets it. Journals written before
+ * changes were recorded hold whole titles, `["<id>", <title>]`, one replacing
+ * the title; both kinds are read.
  *
  * @module
  */
-import { type TagState, type Version, VERSION_ZERO, type VersionedTitle } from "./catalog_versions.ts";
+import {
+  type TagState,
+  type TitleChange,
+  type Version,
+  VERSION_ZERO,
+  type VersionedTitle,
+} from "./catalog_versions.ts";
 
 /** A title as written in the file and the journal. */
 export interface TitleJson {
@@ -101,17 +114,72 @@ export function parseTitle(path: string, id: string, value: unknown): VersionedT
   };
 }
 
+/** A journal line: a change to title `id`, or (journals of before changes were recorded) its whole new state. */
+export type JournalEntry = { id: string; change: TitleChange } | { id: string; title: VersionedTitle };
+
+/** A tag state of a change as written: `["tag", counter, "replica"]`. */
+type TagChangeJson = [string, number, string];
+
+/** A change as a journal line holds it. */
+export interface ChangeJson {
+  id: string;
+  name?: [string, number, string];
+  tags?: TagChangeJson[];
+  removed?: TagChangeJson[];
+}
+
+function isTagChangeJson(value: unknown): value is TagChangeJson {
+  return Array.isArray(value) && value.length === 3 && typeof value[0] === "string" &&
+    isVersionJson(value.slice(1));
+}
+
+/** Whether `value` is a list of tag changes, or absent. */
+function isTagChangesJson(value: unknown): value is TagChangeJson[] | undefined {
+  return value === undefined || (Array.isArray(value) && value.every(isTagChangeJson));
+}
+
 /**
- * Reads a journal line (already parsed) as `[id, title]`.
+ * Reads a journal line (already parsed): a change, or a whole title as older
+ * journals have (`["<id>", <title>]`).
  *
  * @param line the line's number, for the error
  * @throws Error naming the journal, the line and what is wrong
  */
-export function parseJournalEntry(path: string, line: number, entry: unknown): [string, VersionedTitle] {
-  if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== "string") {
-    throw notACatalog(path, `line ${line} must be ["<media id>", {"name": ..., "tags": [...]}]`);
+export function parseJournalEntry(path: string, line: number, entry: unknown): JournalEntry {
+  if (Array.isArray(entry) && entry.length === 2 && typeof entry[0] === "string") {
+    return { id: entry[0], title: parseTitle(path, entry[0], entry[1]) };
   }
-  return [entry[0], parseTitle(path, entry[0], entry[1])];
+  const valid = isObject(entry) && typeof entry.id === "string" &&
+    (entry.name === undefined || isTagChangeJson(entry.name)) && isTagChangesJson(entry.tags) &&
+    isTagChangesJson(entry.removed) && Object.keys(entry).every((field) => CHANGE_FIELDS.has(field));
+  if (!valid) {
+    throw notACatalog(
+      path,
+      `line ${line} must be {"id": "<media id>", "name": ["Title", counter, "replica"], ` +
+        `"tags": [["tag", counter, "replica"], ...], "removed": [...]} (or, from older journals, ` +
+        `["<media id>", {"name": ..., "tags": [...]}])`,
+    );
+  }
+  const { id, name, tags, removed } = entry as unknown as ChangeJson;
+  const version = (counter: number, replica: string) => counter === 0 ? VERSION_ZERO : { counter, replica };
+  const states = (list: TagChangeJson[] | undefined, present: boolean) =>
+    (list ?? []).map(([tag, counter, replica]) => ({ tag, present, version: version(counter, replica) }));
+  const change: TitleChange = { tags: [...states(tags, true), ...states(removed, false)] };
+  if (name) [change.name, change.nameVersion] = [name[0], version(name[1], name[2])];
+  return { id, change };
+}
+
+const CHANGE_FIELDS: ReadonlySet<string> = new Set(["id", "name", "tags", "removed"]);
+
+/** Change `change` of title `id` as a journal line holds it. */
+export function changeJson(id: string, change: TitleChange): ChangeJson {
+  const json: ChangeJson = { id };
+  const version = ({ counter, replica }: Version): [number, string] => [counter, replica];
+  if (change.name !== undefined) json.name = [change.name, ...version(change.nameVersion ?? VERSION_ZERO)];
+  for (const { tag, present, version: tagVersion } of change.tags) {
+    (json[present ? "tags" : "removed"] ??= []).push([tag, ...version(tagVersion)]);
+  }
+  return json;
 }
 
 /** A title as written in the file and the journal: present tags in `tags`, versions only where they are not zero. */

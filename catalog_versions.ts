@@ -138,3 +138,45 @@ export function latestCounter(title: VersionedTitle): number {
   for (const { version } of title.tags) counter = Math.max(counter, version.counter);
   return counter;
 }
+
+/**
+ * What one change did to a title, as the journal records it: the name it
+ * set, if it set one, and the tag states it set (one per search key).
+ */
+export interface TitleChange {
+  name?: string;
+  /** With `name`. */
+  nameVersion?: Version;
+  tags: TagState[];
+}
+
+/** Whether `change` sets nothing. */
+export function isEmptyChange(change: TitleChange): boolean {
+  return change.name === undefined && change.tags.length === 0;
+}
+
+/**
+ * `title` with `change` merged in (a title that is not there yet, for a
+ * change that names it), as {@linkcode mergeTitles} merges; `undefined` if it
+ * changes nothing. Merging a change again changes nothing, so a journal
+ * replayed over a file that already has some of its changes yields the same.
+ *
+ * @throws RangeError for a change of no title that sets no name
+ */
+export function applyChange(title: VersionedTitle | undefined, change: TitleChange): VersionedTitle | undefined {
+  const nameVersion = change.nameVersion ?? VERSION_ZERO;
+  if (!title) {
+    if (change.name === undefined) throw new RangeError("it changes the tags of a title that does not exist");
+    return { name: change.name, nameVersion, tags: winningTags(change.tags).states };
+  }
+  const named = change.name === undefined ? title : { name: change.name, nameVersion };
+  return mergeTitles(title, { name: named.name, nameVersion: named.nameVersion, tags: change.tags });
+}
+
+/** What `merged` (from {@linkcode mergeTitles}) changed in `local` (none: a new title), as a change. */
+export function changeOf(local: VersionedTitle | undefined, merged: VersionedTitle): TitleChange {
+  const known = new Set(local?.tags);
+  const tags = merged.tags.filter((state) => !known.has(state));
+  const renamed = !local || merged.name !== local.name || compareVersions(merged.nameVersion, local.nameVersion) !== 0;
+  return renamed ? { name: merged.name, nameVersion: merged.nameVersion, tags } : { tags };
+}

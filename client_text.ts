@@ -43,11 +43,27 @@ export function describeFailure(error: unknown): string {
   if (error instanceof Ice.SocketException) return "network error";
   if (isNotThere(error)) return "something answers there, but not this service";
   if (error instanceof Ice.UnknownException) {
-    const first = (error.unknown ?? "").split("\n")[0].replace(/^.*?Error: /, "");
+    const first = firstLine(error.unknown);
     return first === "" ? "the service failed" : `the service failed: ${first}`;
   }
   if (error instanceof Ice.LocalException) return "communication error";
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The first line of an `Ice.UnknownException`'s text, without the error type a servant's failure starts with. */
+function firstLine(unknown: string | undefined): string {
+  return (unknown ?? "").split("\n")[0].replace(/^.*?Error: /, "");
+}
+
+/**
+ * Whether `error` is a service's deliberate refusal in words: an
+ * `Ice.UnknownException` (not one of its kinds that wrap another exception)
+ * whose text is one line, not a servant's stack trace.
+ */
+function isRefusal(error: unknown): error is Ice.UnknownException {
+  return error instanceof Ice.UnknownException && !(error instanceof Ice.UnknownLocalException) &&
+    !(error instanceof Ice.UnknownUserException) && !(error.unknown ?? "").includes("\n") &&
+    (error.unknown ?? "") !== "";
 }
 
 /**
@@ -61,6 +77,8 @@ export function explain(error: unknown, service = "a service"): string {
   if (error instanceof IceFlix.Unauthorized) return "not authorized: the services refused the session (log in again)";
   if (error instanceof IceFlix.WrongMediaId) return `unknown media id ${abbreviate(error.id)} (search again)`;
   if (error instanceof IceFlix.TemporaryUnavailable) return `${service} is temporarily unavailable; try again later`;
+  // A refusal that the spec's Slice has no exception for (a limit, a full disk): the service says why in words.
+  if (isRefusal(error)) return `${service} refused: ${firstLine(error.unknown)}`;
   if (error instanceof Ice.LocalException) return `${service} did not answer (${describeFailure(error)})`;
   return describeFailure(error);
 }

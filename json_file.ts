@@ -4,8 +4,10 @@
  * Reading refuses a file that is not valid JSON (with the file name in the
  * error) instead of treating it as empty, so a corrupt file is never
  * overwritten by a service that started over it. Writing goes to a temporary
- * file in the same folder, flushed to disk, then renamed over the target:
- * after a crash at any moment the file is either the old one or the new one.
+ * file in the same folder, flushed to disk, then renamed over the target, and
+ * the folder is flushed too (the rename is an entry of the folder): after a
+ * crash at any moment the file is either the old one or the new one, and once
+ * the write has returned it is the new one, even after a power cut.
  *
  * @module
  */
@@ -45,8 +47,18 @@ export interface WriteOptions {
 }
 
 /**
+ * Flushes folder `path` to disk: the files created, renamed or removed in it
+ * are there after a power cut (a file's own sync does not cover its name).
+ */
+export async function syncFolder(path: string): Promise<void> {
+  using folder = await Deno.open(path, { read: true });
+  await folder.sync();
+}
+
+/**
  * Replaces the file at `path` with `value` as JSON, atomically: written to a
- * temporary file beside it, synced to disk, then renamed over `path`.
+ * temporary file beside it, synced to disk, then renamed over `path`, and the
+ * folder synced.
  */
 export async function writeJsonFileAtomic(path: string, value: unknown, options?: WriteOptions): Promise<void> {
   await writeTextFileAtomic(path, JSON.stringify(value, null, 2) + "\n", options);
@@ -54,7 +66,8 @@ export async function writeJsonFileAtomic(path: string, value: unknown, options?
 
 /**
  * Replaces the file at `path` with `text`, atomically: written to a
- * temporary file beside it, synced to disk, then renamed over `path`.
+ * temporary file beside it, synced to disk, then renamed over `path`, and the
+ * folder synced; resolves once the new file is durable.
  */
 export async function writeTextFileAtomic(path: string, text: string, options?: WriteOptions): Promise<void> {
   const temporary = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.tmp`);
@@ -72,4 +85,5 @@ export async function writeTextFileAtomic(path: string, text: string, options?: 
     await Deno.remove(temporary).catch(() => {});
     throw error;
   }
+  await syncFolder(dirname(path));
 }

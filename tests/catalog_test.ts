@@ -380,6 +380,107 @@ Deno.test("catalog: concurrent edits to one title lose nothing", async () => {
   }
 });
 
+/** Whether this process may mount a filesystem (root; CI is): the full-disk test needs one of its own. */
+const isRoot = Deno.uid() === 0;
+if (!isRoot) console.log("catalog full-disk test skipped: it needs root (it mounts a small tmpfs of its own)");
+
+/** Runs `command` with `args`; throws with its stderr if it fails. */
+async function run(command: string, ...args: string[]): Promise<void> {
+  const output = await new Deno.Command(command, { args, stdout: "null" }).output();
+  if (!output.success) throw new Error(`${command} ${args.join(" ")}: ${new TextDecoder().decode(output.stderr)}`);
+}
+
+/** Fills the filesystem of `path`'s folder with the file `path` until it has no room left. */
+async function fill(path: string): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, append: true });
+  const block = new Uint8Array(4096);
+  try {
+    for (;;) await file.write(block);
+  } catch (error) {
+    if (!/No space left|os error 28/.test(String(error))) throw error;
+  }
+}
+
+Deno.test({
+  name: "catalog: on a full disk an edit it cannot store is refused and changes nothing; reads go on; a restart has " +
+    "exactly the acknowledged edits",
+  ignore: !isRoot,
+  async fn() {
+    const world = await startWorld();
+    const disk = `${world.folder}/disk`;
+    await Deno.mkdir(disk);
+    await run("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk);
+    const full = { ...world, database: `${disk}/catalog.json` };
+    await writeDatabase(full.database, { [ONE]: { name: "Uno", tags: [] } });
+    const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
+    let { child, catalog } = await startCatalog(full);
+    const [acknowledged, refused] = [[] as string[], [] as string[]];
+    /** Adds a batch of tags named after `label` (a few KB: more than a page of tmpfs); records what came of it. */
+    const edit = async (label: string) => {
+      const tags = Array.from({ length: 40 }, (_, i) => `${label}-${i}-${"x".repeat(40)}`);
+      try {
+        await catalog.addTags(ONE, tags, "good");
+        acknowledged.push(...tags);
+      } catch (error) {
+        assert.ok(error instanceof Ice.UnknownException, String(error));
+        assert.match(error.unknown, /could not store the edit \(No space left on device.*nothing was changed/);
+        refused.push(...tags);
+      }
+    };
+    try {
+      await eventually("the catalog accepts the Authenticator's tokens", () => acceptsTokens(catalog));
+      await edit("before");
+      assert.equal(acknowledged.length, 40);
+      const file = await Deno.stat(full.database);
+
+      // The disk fills up: edits go on until one is refused, then a few more while it stays full.
+      await fill(`${disk}/filler`);
+      for (let i = 0; refused.length === 0 && i < 20; i++) await edit(`filling-${i}`);
+      assert.ok(refused.length > 0, "an edit was refused");
+      for (let i = 0; i < 5; i++) await edit(`full-${i}`);
+
+      // Reads go on, and show exactly the acknowledged edits: a refused one is not in memory either.
+      assert.deepEqual(await catalog.getTilesByTags(acknowledged, true), [ONE]);
+      assert.deepEqual(await catalog.getTilesByTags(refused, false), []);
+      assert.deepEqual(await catalog.getTilesByName("uno", true), [ONE]);
+      const afterFull = await Deno.stat(full.database);
+      assert.equal(afterFull.ino, file.ino, "no refused edit turned into a rewrite of the database file");
+      assert.equal(afterFull.mtime?.getTime(), file.mtime?.getTime());
+      assert.deepEqual([...Deno.readDirSync(disk)].map((entry) => entry.name).sort(), [
+        "catalog.json",
+        "catalog.json.journal",
+        "filler",
+      ], "no temporary file left");
+
+      // Killed while the disk is full, it starts again on it (the journal cannot be folded now: it is kept).
+      await child.stop("SIGKILL");
+      ({ child, catalog } = await startCatalog(full));
+      assert.deepEqual(await catalog.getTilesByTags(acknowledged, true), [ONE]);
+      assert.deepEqual(await catalog.getTilesByTags(refused, false), []);
+      assert.deepEqual(await catalog.getTilesByName("uno", true), [ONE]);
+
+      // Room again: edits are stored after the journal's whole lines (a refused one left no part of itself there),
+      // and a clean stop folds everything into the file.
+      await Deno.remove(`${disk}/filler`);
+      await eventually("the catalog accepts the Authenticator's tokens", () => acceptsTokens(catalog));
+      await edit("after");
+      await child.stop("SIGKILL");
+      ({ child, catalog } = await startCatalog(full));
+      assert.deepEqual(await catalog.getTilesByTags(acknowledged, true), [ONE]);
+      assert.deepEqual(await catalog.getTilesByTags(refused, false), []);
+      assert.equal((await child.stop("SIGTERM")).code, 0);
+      const stored = JSON.parse(await Deno.readTextFile(full.database));
+      assert.deepEqual(new Set(stored[ONE].tags), new Set(acknowledged));
+      assert.equal(stored[ONE].name, "Uno");
+    } finally {
+      await child.stop();
+      await auth.kill();
+      await run("umount", disk);
+      await world.stop();
+    }
+  },
+});
+
 Deno.test("catalog: a corrupt database (file or journal) is refused, with a clear error, and left untouched", async () => {
   const folder = await databaseFolder();
   const database = `${folder}/catalog.json`;
@@ -404,6 +505,43 @@ Deno.test("catalog: a corrupt database (file or journal) is refused, with a clea
       await Deno.remove(`${database}.journal`).catch(() => {});
     }
     assert.deepEqual([...Deno.readDirSync(folder)].map((entry) => entry.name), ["catalog.json"], "no stray files");
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("catalog database: the journal records what each edit changed, not the whole title; both formats replay", async () => {
+  const folder = await databaseFolder();
+  const path = `${folder}/catalog.json`;
+  const ignore = () => {};
+  const quiet = { error: ignore, warn: ignore, info: ignore, debug: ignore };
+  try {
+    const many = Array.from({ length: 40 }, (_, i) => `tag-${i}-${"x".repeat(50)}`);
+    await Deno.writeTextFile(path, JSON.stringify({ [ONE]: { name: "Uno", tags: many } }));
+    let database = await CatalogDatabase.open(path, quiet, "replica-a");
+    await database.addTags(ONE, ["nuevo"]);
+    await database.rename(ONE, "Uno bis");
+    await database.removeTags(ONE, ["TAG-0-" + "x".repeat(50)]);
+    await database.addTitle(TWO, "Dos");
+    const lines = (await Deno.readTextFile(`${path}.journal`)).trimEnd().split("\n").map((line) => JSON.parse(line));
+    assert.deepEqual(lines, [
+      { id: ONE, tags: [["nuevo", 1, "replica-a"]] },
+      { id: ONE, name: ["Uno bis", 2, "replica-a"] },
+      { id: ONE, removed: [[many[0], 3, "replica-a"]] },
+      { id: TWO, name: ["Dos", 0, ""] },
+    ]);
+    // Tags in the order of the edits that added them; those of the file (never edited) in code-point order.
+    const expected = { name: "Uno bis", tags: [...many.slice(1).sort(), "nuevo"] };
+    assert.deepEqual(database.info(ONE), expected);
+
+    // Killed now (the journal not folded), plus a whole-title line as journals before changes were recorded had.
+    await Deno.writeTextFile(`${path}.journal`, `["${THREE}", {"name": "Tres", "tags": ["old"]}]\n`, { append: true });
+    database = await CatalogDatabase.open(path, quiet);
+    assert.deepEqual(database.info(ONE), expected);
+    assert.deepEqual(database.info(TWO), { name: "Dos", tags: [] });
+    assert.deepEqual(database.info(THREE), { name: "Tres", tags: ["old"] });
+    assert.deepEqual(database.findByTags([many[0]], false), [], "a removal replayed leaves the index");
+    await database.close();
   } finally {
     await Deno.remove(folder, { recursive: true });
   }
@@ -452,19 +590,19 @@ Deno.test("catalog database: substring searches are the same while the trigram l
     );
     await Deno.writeTextFile(path, JSON.stringify(titles));
     const database = await CatalogDatabase.open(path, quiet);
-    // One title among the names indexed at once, one among those that wait, renamed while the lists fill.
+    // One title among the names indexed at once, one among those that wait, renamed as the lists fill (an edit is
+    // applied once it is on disk, a few turns of the event loop later: the fill may have moved on meanwhile).
     const [low, high] = [7, 24_000].map((i) => i.toString(16).padStart(64, "0"));
-    const renames = [
+    await Promise.all([
       database.rename(low, "Renamed while filling"),
       database.rename(high, "Also renamed while filling"),
-    ];
+    ]);
     const queries = ["TÍTULO 2499", "ulo 7", "1", "while fill"];
     const early = queries.map((query) => database.findByName(query, false));
     assert.deepEqual(early[3], [low, high]);
     assert.equal(early[0].length, 11, "Título 2499 and 24990-24999");
     await database.whenIndexed();
     assert.deepEqual(queries.map((query) => database.findByName(query, false)), early);
-    await Promise.all(renames);
     await database.close();
   } finally {
     await Deno.remove(folder, { recursive: true });

@@ -40,6 +40,15 @@ Deno.test("describeFailure and explain: Ice failures in words, naming the servic
     explain(new Ice.ConnectionLostException(), "the authentication service"),
     "the authentication service did not answer (the connection was lost)",
   );
+  // A service's refusal in words (a limit, a full disk) is said as such; a servant's crash (a stack) is not.
+  assert.equal(
+    explain(new Ice.UnknownException("the tag is too long"), "the catalog service"),
+    "the catalog service refused: the tag is too long",
+  );
+  assert.equal(
+    explain(new Ice.UnknownException("TypeError: x is undefined\n    at f (catalog.ts:1:1)"), "the catalog service"),
+    "the catalog service did not answer (the service failed: x is undefined)",
+  );
   assert.equal(
     explain(new IceFlix.WrongMediaId("x".repeat(100))),
     `unknown media id ${abbreviate("x".repeat(100))} (search again)`,
