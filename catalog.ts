@@ -22,9 +22,11 @@
  * @module
  */
 import { Ice } from "ice";
+import { Buffer } from "node:buffer";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { CatalogDatabase } from "./catalog_database.ts";
+import { LimitError, titleLimits } from "./catalog_limits.ts";
 import { requireValidToken } from "./authorization.ts";
 import { CatalogReplication } from "./catalog_replication.ts";
 import { Discovery, isUnreachable } from "./discovery.ts";
@@ -138,13 +140,15 @@ class MediaCatalog extends IceFlix.MediaCatalog {
   readonly #providers: Providers;
   readonly #discovery: Discovery;
   readonly #logger: Logger;
+  /** The largest message this catalog's Ice takes, in bytes (as clients are configured, config/common.config). */
+  readonly #maxMessageBytes: number;
 
   constructor(
     database: CatalogDatabase,
     replication: CatalogReplication,
     providers: Providers,
     discovery: Discovery,
-    logger: Logger,
+    { logger, properties }: ServiceContext,
   ) {
     super();
     this.#database = database;
@@ -152,6 +156,9 @@ class MediaCatalog extends IceFlix.MediaCatalog {
     this.#providers = providers;
     this.#discovery = discovery;
     this.#logger = logger;
+    // In KB, as Ice reads it; 0 means no limit.
+    const kilobytes = properties.getPropertyAsIntWithDefault("Ice.MessageSizeMax", 1024);
+    this.#maxMessageBytes = kilobytes > 0 ? kilobytes * 1024 : Infinity;
   }
 
   async getTile(id: string): Promise<IceFlix.Media> {
@@ -163,11 +170,28 @@ class MediaCatalog extends IceFlix.MediaCatalog {
   }
 
   getTilesByName(name: string, exact: boolean): string[] {
-    return this.#database.findByName(name, exact);
+    return this.#fitting(this.#database.findByName(name, exact));
   }
 
   getTilesByTags(tags: string[], includeAllTags: boolean): string[] {
-    return this.#database.findByTags(tags, includeAllTags);
+    return this.#fitting(this.#database.findByTags(tags, includeAllTags));
+  }
+
+  /**
+   * `ids`, if they fit in one message as large as this catalog takes
+   * (`Ice.MessageSizeMax`, which clients are given too). A larger answer is
+   * refused in words: sent, it would make the client's Ice close the
+   * connection, which a Glacier2 router shares between every page.
+   */
+  #fitting(ids: string[]): string[] {
+    // The reply's header and the sequence's size, then each id with its size (5 bytes at most).
+    let bytes = 32;
+    for (const id of ids) bytes += Buffer.byteLength(id) + 5;
+    if (bytes <= this.#maxMessageBytes) return ids;
+    throw new Ice.UnknownException(
+      `the answer holds ${ids.length} titles, more than one message takes (${Math.ceil(bytes / 1024)} KB; ` +
+        `Ice.MessageSizeMax is ${this.#maxMessageBytes / 1024}); search for something narrower`,
+    );
   }
 
   async renameTile(id: string, name: string, authentication: string): Promise<void> {
@@ -188,14 +212,19 @@ class MediaCatalog extends IceFlix.MediaCatalog {
   /**
    * Makes an edit, which resolves once it is on disk (the reply tells the
    * client it is durable), then spreads it to every live replica. An edit
-   * that cannot be stored (a full disk) changed nothing: the client is told
-   * so in words, as an `Ice.UnknownException`, since the spec's Slice gives
-   * edits no exception for it.
+   * past a limit (catalog_limits.ts), or that cannot be stored (a full
+   * disk), changed nothing: the client is told why in words, as an
+   * `Ice.UnknownException`, since the spec's Slice gives edits no exception
+   * for it (the text client and the web page show that text).
    */
   async #store(operation: string, id: string, edit: () => Promise<void>): Promise<void> {
     try {
       await edit();
     } catch (error) {
+      if (error instanceof LimitError) {
+        this.#logger.info(`${operation} of ${id} refused: ${error.message}`);
+        throw new Ice.UnknownException(error.message);
+      }
       this.#logger.error(`${operation} of ${id} not stored: ${describeError(error)}`);
       throw new Ice.UnknownException(
         `the catalog could not store the edit (${describeError(error)}); nothing was changed, try again later`,
@@ -223,7 +252,7 @@ await runService({
     const path = properties.getPropertyWithDefault("IceFlix.Catalog.DatabaseFile", "catalog.json");
     const started = performance.now();
     // A corrupt database stops the service here: runService reports it and exits 1, the file untouched.
-    const database = await CatalogDatabase.open(path, logger);
+    const database = await CatalogDatabase.open(path, logger, undefined, titleLimits(properties));
     logger.info(`${database.size} title(s) loaded from ${path} in ${Math.round(performance.now() - started)} ms`);
     onShutdown(() => database.close());
 
@@ -237,7 +266,7 @@ await runService({
     onShutdown(() => replication.stop());
 
     const providers = new Providers(discovery, context);
-    const proxy = adapter.add(new MediaCatalog(database, replication, providers, discovery, logger), identity);
+    const proxy = adapter.add(new MediaCatalog(database, replication, providers, discovery, context), identity);
 
     // IceStorm calls this subscriber for every newMedia published on the topic.
     const announcements = adapter.addWithUUID(new MediaAnnouncements(database, providers, discovery, context));

@@ -45,6 +45,14 @@ import {
 } from "./catalog_versions.ts";
 import { readJsonFile, writeTextFileAtomic } from "./json_file.ts";
 import { JsonJournal, readJournal } from "./json_journal.ts";
+import {
+  DEFAULT_TITLE_LIMITS,
+  LimitError,
+  nameRefusal,
+  tagCountRefusal,
+  tagRefusal,
+  type TitleLimits,
+} from "./catalog_limits.ts";
 import { describeError, type Logger } from "./service.ts";
 
 export { searchKey, type TitleInfo, type Version, type VersionedTitle } from "./catalog_versions.ts";
@@ -80,6 +88,8 @@ export class CatalogDatabase {
   readonly path: string;
   /** This replica's id, in the versions of its edits. */
   readonly replica: string;
+  /** How big a title may grow: edits past these are refused (catalog_limits.ts). */
+  readonly limits: TitleLimits;
   readonly #titles = new Map<string, StoredTitle>();
   /** Title ids by position. */
   readonly #ids: string[] = [];
@@ -92,13 +102,22 @@ export class CatalogDatabase {
   readonly #changes = new Map<string, number>();
   #lastChange = 0;
   readonly #journal: JsonJournal;
+  /** Title id -> how many tags edits under way (not on disk yet) are adding to it. */
+  readonly #addingTags = new Map<string, number>();
   /** The next turn of the background fill of the name indexes, while there is one. */
   #indexing: ReturnType<typeof setTimeout> | undefined;
   readonly #indexed = Promise.withResolvers<void>();
 
-  private constructor(path: string, logger: Logger, replica: string, journal: { lines: number; bytes: number }) {
+  private constructor(
+    path: string,
+    logger: Logger,
+    replica: string,
+    journal: { lines: number; bytes: number },
+    limits: TitleLimits,
+  ) {
     this.path = path;
     this.replica = replica;
+    this.limits = limits;
     this.#journal = new JsonJournal(`${path}.journal`, {
       ...journal,
       rewrite: () => this.#rewrite(),
@@ -112,15 +131,21 @@ export class CatalogDatabase {
    * first change), replays its journal and folds the journal into it.
    *
    * @param replica the id that versions this replica's edits (unique among replicas; a new one at every start is fine)
+   * @param limits how big a title may grow through edits (titles already stored are loaded as they are)
    * @throws Error naming the file and the problem if either file is corrupt (both are left untouched)
    */
-  static async open(path: string, logger: Logger, replica: string = crypto.randomUUID()): Promise<CatalogDatabase> {
+  static async open(
+    path: string,
+    logger: Logger,
+    replica: string = crypto.randomUUID(),
+    limits: TitleLimits = DEFAULT_TITLE_LIMITS,
+  ): Promise<CatalogDatabase> {
     const stored = await readJsonFile(path);
     if (stored !== undefined && !isObject(stored)) {
       throw notACatalog(path, "it must be a JSON object of media id -> title");
     }
     const journal = await readJournal(`${path}.journal`, logger);
-    const database = new CatalogDatabase(path, logger, replica, journal);
+    const database = new CatalogDatabase(path, logger, replica, journal, limits);
     // Nothing is written before every title and edit has been read: a bad one throws with both files untouched.
     // The names are indexed once the catalog answers (name searches scan the rest until then).
     for (const id in stored) database.#put(id, parseTitle(path, id, stored[id]), true);
@@ -171,25 +196,36 @@ export class CatalogDatabase {
    * Adds title `id` named `name` with no tags, unless it exists already (its
    * name is kept). The name has version zero: any rename, on any replica,
    * replaces it. Resolves to whether it was new, once that is on disk.
+   *
+   * @throws LimitError if the name is over the limit
    */
   async addTitle(id: string, name: string): Promise<boolean> {
     if (this.#titles.has(id)) return false;
+    this.#refuse(nameRefusal(name, this.limits));
     await this.#commit(id, { name, nameVersion: VERSION_ZERO, tags: [] });
     return true;
   }
 
-  /** Renames title `id` (which must exist); resolves once that is on disk. */
-  rename(id: string, name: string): Promise<void> {
+  /**
+   * Renames title `id` (which must exist); resolves once that is on disk.
+   *
+   * @throws LimitError if the name is over the limit
+   */
+  async rename(id: string, name: string): Promise<void> {
     this.#title(id);
-    return this.#commit(id, { name, nameVersion: this.#stamp(), tags: [] });
+    this.#refuse(nameRefusal(name, this.limits));
+    return await this.#commit(id, { name, nameVersion: this.#stamp(), tags: [] });
   }
 
   /**
    * Adds `tags` to title `id` (which must exist), except those it has already
    * (compared as search keys) and empty ones; resolves once that is on disk.
+   *
+   * @throws LimitError if a tag is over the limit, or the title would have too many (then none is added)
    */
-  addTags(id: string, tags: string[]): Promise<void> {
+  async addTags(id: string, tags: string[]): Promise<void> {
     const title = this.#title(id);
+    for (const tag of tags) this.#refuse(tagRefusal(tag, this.limits));
     const added = new Map<string, TagState>();
     let version: Version | undefined;
     for (const tag of tags) {
@@ -197,7 +233,18 @@ export class CatalogDatabase {
       if (tag === "" || added.has(key) || title.states[title.keys.indexOf(key)]?.present) continue;
       added.set(key, { tag, present: true, version: version ??= this.#stamp() });
     }
-    return this.#commit(id, { tags: [...added.values()] });
+    if (added.size === 0) return;
+    // Tags being added by edits not on disk yet count too: concurrent edits cannot pass the limit together.
+    const pending = this.#addingTags.get(id) ?? 0;
+    this.#refuse(tagCountRefusal(title.tags.length + pending + added.size, this.limits));
+    this.#addingTags.set(id, pending + added.size);
+    try {
+      await this.#commit(id, { tags: [...added.values()] });
+    } finally {
+      const left = this.#addingTags.get(id)! - added.size;
+      if (left > 0) this.#addingTags.set(id, left);
+      else this.#addingTags.delete(id);
+    }
   }
 
   /** Removes `tags` (compared as search keys) from title `id` (which must exist); resolves once that is on disk. */
@@ -288,6 +335,11 @@ export class CatalogDatabase {
     onDone();
   }
 
+  /** Throws `refusal` as a {@linkcode LimitError}, if there is one. */
+  #refuse(refusal: string | undefined): void {
+    if (refusal !== undefined) throw new LimitError(refusal);
+  }
+
   #title(id: string): StoredTitle {
     const title = this.#titles.get(id);
     if (!title) throw new RangeError(`no title ${id}`);
@@ -345,7 +397,7 @@ export class CatalogDatabase {
   #commit(id: string, change: TitleChange): Promise<void> {
     if (isEmptyChange(change)) return Promise.resolve();
     return this.#journal.append(changeJson(id, change), () => {
-      const merged = applyChange(this.versioned(id), change);
+      const merged = applyChange(this.versioned(id), change, this.limits.tagsPerTitle);
       if (merged) this.#put(id, merged);
     });
   }
@@ -355,7 +407,7 @@ export class CatalogDatabase {
     if ("title" in entry) return this.#put(entry.id, entry.title, true);
     let merged: VersionedTitle | undefined;
     try {
-      merged = applyChange(this.versioned(entry.id), entry.change);
+      merged = applyChange(this.versioned(entry.id), entry.change, this.limits.tagsPerTitle);
     } catch (error) {
       throw notACatalog(this.#journal.path, `line ${line}, title ${JSON.stringify(entry.id)}: ${describeError(error)}`);
     }

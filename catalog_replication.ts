@@ -22,6 +22,7 @@ import { Ice } from "ice";
 import { IceFlixCatalogReplication as Replication } from "./slice/catalog_replication.js";
 import type { CatalogDatabase, Version, VersionedTitle } from "./catalog_database.ts";
 import { isUnreachable } from "./discovery.ts";
+import { nameRefusal, tagRefusal, type TitleLimits } from "./catalog_limits.ts";
 import { ReplicaRegistry } from "./replica_registry.ts";
 import { describeError, type ServiceContext } from "./service.ts";
 
@@ -43,8 +44,14 @@ export const MAX_COUNTER = 2 ** 50;
 /** Pages in one pull at most; a catalog bigger than this × PAGE_BYTES goes on at the next pull. */
 const MAX_PAGES_PER_PULL = 400;
 
-/** Limits on what one title from a peer may hold. */
-const TITLE_LIMITS = { idLength: 256, nameLength: 4096, tags: 1000, tagLength: 1024, replicaLength: 256 };
+/** Limits on a peer's title beyond the catalog's own (catalog_limits.ts): its id and its replica ids. */
+const PEER_LIMITS = { idLength: 256, replicaLength: 256 };
+
+/**
+ * A peer's title may hold this many times the tags a title may have: concurrent edits on several replicas may
+ * together pass the limit that each one keeps (and a title also remembers its removed tags).
+ */
+const PEER_TAGS_FACTOR = 20;
 
 /** Listed replicas challenged in one listing at most, and how long one that failed is not challenged again (ms). */
 const CHALLENGES = { perListing: 16, refusedFor: 60_000 };
@@ -279,7 +286,7 @@ export class CatalogReplication {
         throw new Error(`its page of changes ends at a change number out of range`);
       }
       for (const title of changes.titles) {
-        const versioned = fromSlice(title);
+        const versioned = fromSlice(title, this.#database.limits);
         if (typeof versioned === "string") {
           logger.warn(`replica ${name} sent title ${JSON.stringify(String(title.id).slice(0, 80))}: ${versioned}`);
           continue;
@@ -412,13 +419,18 @@ function toSlice(id: string, title: VersionedTitle): Replication.Title {
   );
 }
 
-/** A title as a replica sent it, or what is wrong with it (out of the bounds this side holds). */
-function fromSlice(title: Replication.Title): VersionedTitle | string {
-  const { idLength, nameLength, tags, tagLength, replicaLength } = TITLE_LIMITS;
+/**
+ * A title as a replica sent it, or what is wrong with it: out of the limits
+ * this catalog keeps its own titles to (the same as for clients' edits), or
+ * of those on ids and versions.
+ */
+function fromSlice(title: Replication.Title, limits: TitleLimits): VersionedTitle | string {
+  const { idLength, replicaLength } = PEER_LIMITS;
   if (title.id.length === 0 || title.id.length > idLength) return "an empty or overlong id";
-  if (title.name.length > nameLength) return "an overlong name";
-  if (title.tags.length > tags) return `more than ${tags} tags`;
-  if (title.tags.some(({ tag }) => tag.length > tagLength)) return "an overlong tag";
+  const tooLong = nameRefusal(title.name, limits) ?? title.tags.map(({ tag }) => tagRefusal(tag, limits)).find(Boolean);
+  if (tooLong) return tooLong;
+  const maxTags = PEER_TAGS_FACTOR * limits.tagsPerTitle;
+  if (title.tags.length > maxTags) return `more than ${maxTags} tags`;
   const version = ({ counter, replica }: Replication.Version) => ({ counter: counter.toNumber(), replica });
   const versioned = {
     name: title.name,

@@ -160,17 +160,38 @@ export function isEmptyChange(change: TitleChange): boolean {
  * change that names it), as {@linkcode mergeTitles} merges; `undefined` if it
  * changes nothing. Merging a change again changes nothing, so a journal
  * replayed over a file that already has some of its changes yields the same.
+ * At most `maxRemoved` removed tags are remembered (see {@linkcode forgetOldRemovals}).
  *
  * @throws RangeError for a change of no title that sets no name
  */
-export function applyChange(title: VersionedTitle | undefined, change: TitleChange): VersionedTitle | undefined {
+export function applyChange(
+  title: VersionedTitle | undefined,
+  change: TitleChange,
+  maxRemoved: number,
+): VersionedTitle | undefined {
   const nameVersion = change.nameVersion ?? VERSION_ZERO;
   if (!title) {
     if (change.name === undefined) throw new RangeError("it changes the tags of a title that does not exist");
-    return { name: change.name, nameVersion, tags: winningTags(change.tags).states };
+    return { name: change.name, nameVersion, tags: forgetOldRemovals(winningTags(change.tags).states, maxRemoved) };
   }
   const named = change.name === undefined ? title : { name: change.name, nameVersion };
-  return mergeTitles(title, { name: named.name, nameVersion: named.nameVersion, tags: change.tags });
+  const merged = mergeTitles(title, { name: named.name, nameVersion: named.nameVersion, tags: change.tags });
+  return merged && { ...merged, tags: forgetOldRemovals(merged.tags, maxRemoved) };
+}
+
+/**
+ * `states` with at most `max` removed tags: the oldest removals beyond them
+ * are forgotten, so that adding and removing tags cannot grow a title without
+ * end. The rule depends only on the states, so replicas that hold the same
+ * states keep the same ones; a replica that missed a removal that old could
+ * bring that tag back.
+ */
+export function forgetOldRemovals(states: TagState[], max: number): TagState[] {
+  const removed = states.filter((state) => !state.present);
+  if (removed.length <= max) return states;
+  removed.sort((a, b) => compareVersions(b.version, a.version) || compareText(a.tag, b.tag));
+  const kept = new Set(removed.slice(0, max));
+  return states.filter((state) => state.present || kept.has(state));
 }
 
 /** What `merged` (from {@linkcode mergeTitles}) changed in `local` (none: a new title), as a change. */

@@ -37,6 +37,8 @@ if (import.meta.main) {
     main: properties.getPropertyWithDefault("IceFlix.Client.MainProxy", "Main:tcp -h 127.0.0.1 -p 10010"),
     topicManager: properties.getPropertyWithDefault("IceStorm.TopicManager.Proxy", DEFAULT_TOPIC_MANAGER),
     revocationTopic: TOPICS.authenticationStatus,
+    // The page takes answers as large as the services send (a search of a large catalog: config/common.config).
+    messageSizeMax: properties.getPropertyWithDefault("Ice.MessageSizeMax", "1024"),
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;

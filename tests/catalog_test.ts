@@ -12,6 +12,7 @@ import { CatalogDatabase } from "../catalog_database.ts";
 import { Discovery } from "../discovery.ts";
 import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, createServiceContext, initializeCommunicator } from "../service.ts";
+import { explain } from "../client_text.ts";
 import {
   Child,
   eventually,
@@ -145,12 +146,13 @@ async function startWorld(): Promise<World> {
   };
 }
 
-/** A catalog process on `world`'s database and IceStorm, and a proxy to it. */
-async function startCatalog(world: World) {
+/** A catalog process on `world`'s database and IceStorm (and `properties`), and a proxy to it. */
+async function startCatalog(world: World, properties: string[] = []) {
   const { child, proxy } = await startIceFlixService("catalog", [
     world.icestorm.option,
     INTERVAL,
     `--IceFlix.Catalog.DatabaseFile=${world.database}`,
+    ...properties,
   ]);
   return { child, catalog: IceFlix.MediaCatalogPrx.uncheckedCast(world.communicator.stringToProxy(proxy)) };
 }
@@ -380,6 +382,114 @@ Deno.test("catalog: concurrent edits to one title lose nothing", async () => {
   }
 });
 
+Deno.test("catalog: names and tags past the limits are refused in words and change nothing; huge tags cannot break getTile", async () => {
+  const world = await startWorld();
+  await writeDatabase(world.database, { [ONE]: { name: "Uno", tags: [] }, [TWO]: { name: "Dos", tags: [] } });
+  const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
+  const provider = await announced(
+    world,
+    "media",
+    "provider",
+    (d, events) => new TestProvider(d, events, { [ONE]: "Uno", [TWO]: "Dos" }),
+  );
+  let { child, catalog } = await startCatalog(world);
+  /** What the client says of an edit's failure (the catalog's words, as `./run_client` prints them). */
+  const refusal = (edit: PromiseLike<void>) =>
+    Promise.resolve(edit).then(() => "accepted", (error) => explain(error, "the catalog service"));
+  try {
+    await eventually(
+      "the catalog finds both services",
+      async () => await acceptsTokens(catalog) && await catalog.getTile(ONE).then(() => true, () => false),
+    );
+    // The attack: two tags of 687 KB made every getTile of the title fail (MemoryLimitException) for every client.
+    for (let i = 0; i < 2; i++) {
+      assert.equal(
+        await refusal(catalog.addTags(ONE, [`${i}`.repeat(687_000)], "good")),
+        `the catalog service refused: the tag "${`${i}`.repeat(40)}…" has 687000 characters; at most 64 ` +
+          "(IceFlix.Catalog.MaxTagLength)",
+      );
+    }
+    assert.deepEqual((await catalog.getTile(ONE)).info.tags, []);
+    assert.equal(
+      await refusal(catalog.renameTile(ONE, "n".repeat(256), "good")),
+      `the catalog service refused: the name "${"n".repeat(40)}…" has 256 characters; at most 255 ` +
+        "(IceFlix.Catalog.MaxNameLength)",
+    );
+    assert.equal(await refusal(catalog.renameTile(ONE, "n".repeat(255), "good")), "accepted");
+
+    // 50 tags a title: the 51st is refused, whole (no tag of that edit is added); known tags cost nothing.
+    const fifty = Array.from({ length: 50 }, (_, i) => `${i}-${"t".repeat(61)}`.slice(0, 64));
+    assert.equal(await refusal(catalog.addTags(ONE, fifty, "good")), "accepted");
+    assert.equal(
+      await refusal(catalog.addTags(ONE, ["one more", fifty[0]], "good")),
+      "the catalog service refused: the title would have 51 tags; at most 50 (IceFlix.Catalog.MaxTagsPerTitle)",
+    );
+    assert.equal(await refusal(catalog.addTags(ONE, [fifty[1].toUpperCase()], "good")), "accepted");
+    // Edits at once, each on its own connection, cannot pass the limit together.
+    const callers = Array.from(
+      { length: 12 },
+      (_, i) => IceFlix.MediaCatalogPrx.uncheckedCast(catalog.ice_connectionId(`c${i}`)),
+    );
+    await Promise.all(
+      callers.map((caller, i) =>
+        caller.addTags(TWO, Array.from({ length: 10 }, (_, k) => `c${i}-${k}`), "good").catch(() => {})
+      ),
+    );
+    const twoTags = (await catalog.getTile(TWO)).info.tags.length;
+    assert.ok(twoTags > 0 && twoTags <= 50, `${twoTags} tags`);
+
+    // Nothing refused reached the disk: after SIGKILL the titles are the same, and the journal holds small lines.
+    const journal = await Deno.stat(`${world.database}.journal`);
+    assert.ok(journal.size < 20_000, `journal of ${journal.size} bytes`);
+    const before = [await catalog.getTile(ONE), await catalog.getTile(TWO)].map(({ info }) => [info.name, info.tags]);
+    await child.stop("SIGKILL");
+    ({ child, catalog } = await startCatalog(world));
+    await eventually("the restarted catalog serves tiles", () => catalog.getTile(ONE).then(() => true, () => false));
+    const after = [await catalog.getTile(ONE), await catalog.getTile(TWO)].map(({ info }) => [info.name, info.tags]);
+    assert.deepEqual(after, before);
+  } finally {
+    await child.stop();
+    await Promise.all([auth.kill(), provider.kill()]);
+    await world.stop();
+  }
+});
+
+Deno.test("catalog: a search of 100,000 titles answers clients configured as ours; one past the limit is refused in words; neither breaks another client", async () => {
+  const world = await startWorld();
+  const ids = Array.from({ length: 100_000 }, (_, i) => i.toString(16).padStart(64, "0"));
+  await writeDatabase(world.database, Object.fromEntries(ids.map((id, i) => [id, { name: `Título ${i}`, tags: [] }])));
+  // A client as ./run_client is (config/common.config), and one with Ice's default 1 MB limit.
+  const ours = initializeCommunicator([world.icestorm.option, `--Ice.Config=${ROOT}config/common.config`]);
+  let { child, catalog } = await startCatalog(world);
+  const reach = (communicator: Ice.Communicator) =>
+    IceFlix.MediaCatalogPrx.uncheckedCast(communicator.stringToProxy(world.communicator.proxyToString(catalog)));
+  try {
+    assert.equal((await reach(ours).getTilesByName("", false)).length, 100_000);
+    await assert.rejects(catalog.getTilesByName("", false), Ice.MemoryLimitException, "a 1 MB client fails alone");
+    assert.deepEqual(await reach(ours).getTilesByName("título 99999", true), [ids[99_999]]);
+    assert.deepEqual(await catalog.getTilesByName("título 7", true), [ids[7]], "and its next call works");
+
+    // A catalog whose messages are smaller than its answer says so, and the connection goes on serving.
+    await child.stop();
+    ({ child, catalog } = await startCatalog(world, ["--Ice.MessageSizeMax=1024"]));
+    const connection = await catalog.ice_getConnection();
+    await assert.rejects(
+      catalog.getTilesByName("título", false),
+      (error) =>
+        error instanceof Ice.UnknownException &&
+        /the answer holds 100000 titles, more than one message takes \(\d+ KB; Ice.MessageSizeMax is 1024\)/.test(
+          error.unknown,
+        ),
+    );
+    assert.deepEqual(await catalog.getTilesByName("título 12345", true), [ids[12_345]]);
+    assert.equal(await catalog.ice_getConnection(), connection, "the same connection");
+  } finally {
+    await child.stop();
+    await ours.destroy();
+    await world.stop();
+  }
+});
+
 /** Whether this process may mount a filesystem (root; CI is): the full-disk test needs one of its own. */
 const isRoot = Deno.uid() === 0;
 if (!isRoot) console.log("catalog full-disk test skipped: it needs root (it mounts a small tmpfs of its own)");
@@ -411,9 +521,11 @@ Deno.test({
     await Deno.mkdir(disk);
     await run("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk);
     const full = { ...world, database: `${disk}/catalog.json` };
+    // Edits of 40 tags each, until the disk is full: more tags than a title may have by default.
+    const manyTags = ["--IceFlix.Catalog.MaxTagsPerTitle=100000"];
     await writeDatabase(full.database, { [ONE]: { name: "Uno", tags: [] } });
     const auth = await announced(world, "auth", "authenticator", () => new TestAuthenticator());
-    let { child, catalog } = await startCatalog(full);
+    let { child, catalog } = await startCatalog(full, manyTags);
     const [acknowledged, refused] = [[] as string[], [] as string[]];
     /** Adds a batch of tags named after `label` (a few KB: more than a page of tmpfs); records what came of it. */
     const edit = async (label: string) => {
@@ -454,7 +566,7 @@ Deno.test({
 
       // Killed while the disk is full, it starts again on it (the journal cannot be folded now: it is kept).
       await child.stop("SIGKILL");
-      ({ child, catalog } = await startCatalog(full));
+      ({ child, catalog } = await startCatalog(full, manyTags));
       assert.deepEqual(await catalog.getTilesByTags(acknowledged, true), [ONE]);
       assert.deepEqual(await catalog.getTilesByTags(refused, false), []);
       assert.deepEqual(await catalog.getTilesByName("uno", true), [ONE]);
@@ -465,7 +577,7 @@ Deno.test({
       await eventually("the catalog accepts the Authenticator's tokens", () => acceptsTokens(catalog));
       await edit("after");
       await child.stop("SIGKILL");
-      ({ child, catalog } = await startCatalog(full));
+      ({ child, catalog } = await startCatalog(full, manyTags));
       assert.deepEqual(await catalog.getTilesByTags(acknowledged, true), [ONE]);
       assert.deepEqual(await catalog.getTilesByTags(refused, false), []);
       assert.equal((await child.stop("SIGTERM")).code, 0);

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { parseJournalEntry, parseTitle, titleJson } from "../catalog_file.ts";
 import {
+  applyChange,
   mergeTitles,
   presentTags,
   searchKey,
@@ -103,4 +104,23 @@ Deno.test("catalog file: titles round-trip through their JSON form; malformed on
     assert.throws(() => parseTitle("db.json", "the-id", bad), /db\.json is not a catalog database .*"the-id"/);
   }
   assert.throws(() => parseJournalEntry("db.json.journal", 3, { id: 1 }), /db\.json\.journal .*line 3 must be/);
+});
+
+Deno.test("catalog versions: a change merges in as an edit; removed tags past the bound are forgotten, oldest first", () => {
+  let title: VersionedTitle | undefined = applyChange(
+    undefined,
+    { name: "Uno", nameVersion: VERSION_ZERO, tags: [] },
+    3,
+  );
+  assert.throws(() => applyChange(undefined, { tags: [tag("x", true, 1, "r")] }, 3), RangeError);
+  title = applyChange(title, { tags: [tag("keep", true, 1, "r")] }, 3);
+  for (let i = 0; i < 5; i++) {
+    title = applyChange(title, { tags: [tag(`t${i}`, true, 10 + 2 * i, "r")] }, 3);
+    title = applyChange(title, { tags: [tag(`t${i}`, false, 11 + 2 * i, "r")] }, 3);
+  }
+  assert.deepEqual(title!.tags.filter((state) => !state.present).map((state) => state.tag).sort(), ["t2", "t3", "t4"]);
+  assert.deepEqual(presentTags(title!.tags), ["keep"]);
+  assert.equal(applyChange(title, { tags: [tag("t4", false, 19, "r")] }, 3), undefined, "a change again: nothing");
+  const renamed = applyChange(title, { name: "Dos", nameVersion: v(30, "r"), tags: [] }, 3);
+  assert.deepEqual([renamed!.name, renamed!.tags], ["Dos", title!.tags]);
 });

@@ -24,6 +24,8 @@ interface PageConfig {
   topicManager: string;
   /** The spec's topic of token revocations. */
   revocationTopic: string;
+  /** Ice.MessageSizeMax (KB), as the services have it: large answers (searches) fit. */
+  messageSizeMax: string;
 }
 
 /** A logged-in user: the token, and the password's hash to renew it when it expires. */
@@ -57,6 +59,13 @@ function explain(error: unknown): string {
   if (error instanceof IceFlix.WrongMediaId) return `the catalog has no title with id ${error.id}`;
   if (error instanceof Ice.ObjectNotExistException) {
     return "that object is gone (a stream that ended, or a service restarted)";
+  }
+  // A service's refusal in words, which the Slice has no exception for (a catalog limit, a full disk).
+  if (
+    error instanceof Ice.UnknownException && !(error instanceof Ice.UnknownLocalException) &&
+    !(error instanceof Ice.UnknownUserException) && error.unknown && !error.unknown.includes("\n")
+  ) {
+    return `refused: ${error.unknown}`;
   }
   if (error instanceof Ice.Exception) {
     const { reason, unknown } = error as { reason?: string; unknown?: string };
@@ -168,6 +177,7 @@ class WebClient {
     const initData = new Ice.InitializationData();
     initData.properties = Ice.createProperties();
     initData.properties.setProperty("Ice.Default.Router", this.#config.router);
+    initData.properties.setProperty("Ice.MessageSizeMax", this.#config.messageSizeMax);
     const communicator = Ice.initialize(initData);
     try {
       const router = Glacier2.RouterPrx.uncheckedCast(communicator.getDefaultRouter()!);
