@@ -8,7 +8,9 @@
  * `MediaAnnouncements`; the provider itself is announced through discovery as
  * kind "media". SIGUSR2 (sent by `./reload_media`) rescans the folder: new
  * files are hashed and announced, removed ones stop being available, and
- * unchanged ones (same size and modification time) are not hashed again.
+ * unchanged ones (same size, inode, modification and status change times)
+ * are not hashed again. A symbolic link is followed only to a file inside the
+ * folder.
  *
  *   ./run_service streaming [--Name=value ...]
  *
@@ -18,7 +20,7 @@ import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { createHash } from "node:crypto";
-import { basename, dirname, extname, join, resolve } from "node:path";
+import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { probeVideo, type VideoFormat } from "./gstreamer.ts";
@@ -85,9 +87,16 @@ interface FileState {
   /** Modification time (ms since the epoch). */
   modified: number;
   inode: number;
-  /** Status change time (ms since the epoch). */
+  /**
+   * Status change time (ms since the epoch), in whole seconds as Deno gives
+   * it; {@linkcode UNTRUSTED} for a file examined within the second of its
+   * last change, when a change later in that second would not show.
+   */
   changed: number;
 }
+
+/** The status change time kept for a file that must be examined again at the next scan (see FileState). */
+const UNTRUSTED = -1;
 
 /** What examining a file found: its video, or why it cannot be streamed. */
 interface Examined extends FileState {
@@ -228,10 +237,19 @@ export class MediaLibrary {
   async scan(): Promise<StreamMedia[]> {
     const candidates: FileState[] = [];
     const skipped: string[] = [];
+    const folder = await Deno.realPath(this.folder);
+    // Before any file's stat: a file whose status changed less than a second before may change again unseen.
+    const started = Date.now();
     for await (const entry of Deno.readDir(this.folder)) {
       // Hidden files are editors' and downloaders' leftovers, not videos.
       if (entry.name.startsWith(".")) continue;
       const path = join(this.folder, entry.name);
+      // A link may point anywhere the service can read (users.json, the installation key): only inside is served.
+      const outside = entry.isSymlink ? await linkOutside(path, folder) : undefined;
+      if (outside) {
+        this.#logger.warn(`skipping ${entry.name}: a symbolic link to ${outside}, outside the media folder`);
+        continue;
+      }
       const info = await Deno.stat(path).catch(() => undefined); // Follows symbolic links; a broken one is skipped.
       if (!info?.isFile || !VIDEO_EXTENSIONS.has(extname(entry.name).slice(1).toLowerCase())) {
         skipped.push(info?.isDirectory ? `${entry.name}/` : entry.name);
@@ -263,7 +281,8 @@ export class MediaLibrary {
         const known = unchanged(file) ? this.#examined.get(file.path) : undefined;
         if (known?.refused) this.#logger.warn(`skipping ${basename(file.path)}: ${known.refused}`);
         const result = known ?? await this.#examine(file, progress);
-        if (result) examined.set(file.path, result);
+        if (!result) continue;
+        examined.set(file.path, started - result.changed < 1000 ? { ...result, changed: UNTRUSTED } : result);
       }
     } finally {
       progress.end();
@@ -319,6 +338,18 @@ export class MediaLibrary {
     this.#logger.info(`${basename(path)}: ${format.video} in ${format.container}, id ${id}`);
     return { ...file, media: { id, name, path, format } };
   }
+}
+
+/**
+ * Where the symbolic link `path` leads if that is outside `folder` (a real
+ * path), or `undefined` if it stays inside (or leads nowhere: the scan skips
+ * it as it skips any file it cannot read).
+ */
+async function linkOutside(path: string, folder: string): Promise<string | undefined> {
+  const target = await Deno.realPath(path).catch(() => undefined);
+  if (target === undefined) return undefined;
+  const inside = relative(folder, target);
+  return inside === "" || inside === ".." || inside.startsWith("../") || isAbsolute(inside) ? target : undefined;
 }
 
 /** Progress lines on stderr while a long scan hashes. */

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Ice, IceStorm } from "ice";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
+import { basename } from "node:path";
 import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, describeError } from "../service.ts";
 import { sha256Hex } from "../users.ts";
@@ -50,6 +51,14 @@ async function mediaFolder(files: string[]): Promise<string> {
   const folder = await Deno.makeTempDir({ prefix: "iceflix-media-" });
   for (const file of files) await Deno.copyFile(`${ROOT}media/${file}`, `${folder}/${file}`);
   return folder;
+}
+
+/**
+ * Waits until files written now are a second old: a scan trusts what it found of a file only once the file's status
+ * change time (whole seconds) is before the second of the scan (streaming.ts, FileState).
+ */
+function settle(): Promise<void> {
+  return delay(1000);
 }
 
 /** Writes a short H.264 MP4 of `frames` frames of snow (different bytes from the samples). */
@@ -188,6 +197,7 @@ Deno.test("provider: ids are the files' sha256sum, every video announced, others
   const media = await mediaFolder([COPY_SAMPLE, REENCODE_SAMPLE]);
   await Deno.writeTextFile(`${media}/notes.txt`, "not a video");
   await Deno.writeTextFile(`${media}/broken.mp4`, "not a video either");
+  await settle();
   const stack = await Stack.start();
   try {
     const announcements = new Announcements();
@@ -241,6 +251,7 @@ Deno.test("provider: ids are the files' sha256sum, every video announced, others
 Deno.test("provider: a restart takes unchanged files from the scan cache, examines changed ones, ignores a bad cache", async () => {
   const media = await mediaFolder([COPY_SAMPLE]);
   await Deno.writeTextFile(`${media}/broken.mp4`, "not a video");
+  await settle();
   const folder = await scratchDir("scan-cache-test-");
   const cache = `${folder}/cache.json`;
   const copyId = await sha256sum(`${media}/${COPY_SAMPLE}`);
@@ -280,6 +291,72 @@ Deno.test("provider: a restart takes unchanged files from the scan cache, examin
     await stack.stop();
     await Deno.remove(media, { recursive: true });
     await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("provider: a file rewritten with the same size and modification time is hashed again, across a restart too", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  const path = `${media}/${COPY_SAMPLE}`;
+  const folder = await scratchDir("scan-cache-test-");
+  const stack = await Stack.start();
+  const start = () => stack.startStreaming(media, [`--IceFlix.Streaming.ScanCache=${folder}/cache.json`]);
+  try {
+    await start();
+    const before = await sha256sum(path);
+    assert.equal(await stack.provider.isAvailable(before), true);
+    await stack.streaming.stop();
+
+    // One byte in the middle of the file changes (the video data), in place; the times are set back.
+    const { size, atime, mtime } = await Deno.stat(path);
+    using file = await Deno.open(path, { read: true, write: true });
+    const byte = new Uint8Array(1);
+    await file.seek(Math.floor(size / 2), Deno.SeekMode.Start);
+    await file.read(byte);
+    await file.seek(Math.floor(size / 2), Deno.SeekMode.Start);
+    await file.write(Uint8Array.of(byte[0] ^ 0xff));
+    await Deno.utime(path, atime!, mtime!);
+    const after = await Deno.stat(path);
+    assert.deepEqual([after.size, after.mtime?.getTime()], [size, mtime?.getTime()], "same size and mtime");
+
+    const rewritten = await sha256sum(path);
+    await start();
+    assert.equal(await stack.provider.isAvailable(before), false, "the old id is no longer offered");
+    assert.equal(await stack.provider.isAvailable(rewritten), true, "the new content is hashed");
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("provider: a symbolic link out of the media folder is skipped with a log line; one inside is a video", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  const outside = await Deno.makeTempDir({ prefix: "iceflix-outside-" });
+  await makeClip(`${outside}/secret.mp4`, 10);
+  await Deno.mkdir(`${media}/inner`);
+  await makeClip(`${media}/inner/clip.mp4`, 12);
+  await Deno.symlink(`${outside}/secret.mp4`, `${media}/absolute.mp4`);
+  await Deno.symlink(`../${basename(outside)}/secret.mp4`, `${media}/relative.mp4`);
+  await Deno.symlink("inner/clip.mp4", `${media}/inside.mp4`);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media);
+    const [secret, inner] = await Promise.all([
+      sha256sum(`${outside}/secret.mp4`),
+      sha256sum(`${media}/inner/clip.mp4`),
+    ]);
+    assert.equal(await stack.provider.isAvailable(inner), true, "a link inside the folder is followed");
+    assert.equal(await stack.provider.isAvailable(secret), false, "a link out of it is not");
+    for (const link of ["absolute.mp4", "relative.mp4"]) {
+      assert.match(
+        stack.log,
+        new RegExp(`skipping ${link}: a symbolic link to \\S*secret\\.mp4, outside the media folder`),
+      );
+    }
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
   }
 });
 
