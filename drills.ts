@@ -130,6 +130,8 @@ export class DrillPlatform {
       `--IceFlix.Streaming.MediaDir=${dir}/media`,
       `--IceFlix.Discovery.AnnounceInterval=${ANNOUNCE_INTERVAL}`,
       `--IceFlix.Discovery.CallTimeout=${CALL_TIMEOUT}`,
+      // The simulated clients add a tag at every session to a title of their own: more than a title may have.
+      "--IceFlix.Catalog.MaxTagsPerTitle=100000",
     ];
     // IceStorm is the drill's, not run_iceflix's: a drill kills and restarts it.
     const runIceflix = new Child(`${ROOT}run_iceflix`, [
