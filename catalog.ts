@@ -31,6 +31,7 @@ import { requireValidToken } from "./authorization.ts";
 import { CatalogReplication } from "./catalog_replication.ts";
 import { Discovery, isUnreachable } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
+import { AvailabilityChecks } from "./media_holdings.ts";
 import { describeError, type Logger, runService, type ServiceContext } from "./service.ts";
 
 /**
@@ -93,7 +94,7 @@ class MediaAnnouncements extends IceFlix.StreamAnnounces {
   readonly #database: CatalogDatabase;
   readonly #providers: Providers;
   readonly #discovery: Discovery;
-  readonly #callTimeout: number;
+  readonly #checks: AvailabilityChecks;
   readonly #logger: Logger;
 
   constructor(database: CatalogDatabase, providers: Providers, discovery: Discovery, context: ServiceContext) {
@@ -101,7 +102,7 @@ class MediaAnnouncements extends IceFlix.StreamAnnounces {
     this.#database = database;
     this.#providers = providers;
     this.#discovery = discovery;
-    this.#callTimeout = context.callTimeout;
+    this.#checks = new AvailabilityChecks(context.callTimeout);
     this.#logger = context.logger;
   }
 
@@ -113,7 +114,10 @@ class MediaAnnouncements extends IceFlix.StreamAnnounces {
     );
   }
 
-  /** Anyone can publish on IceStorm: the announced provider must be a known one, and confirm it holds the media. */
+  /**
+   * Anyone can publish on IceStorm: the announced provider must be a known one, and confirm it holds the media
+   * (asked together with the other announcements that arrive meanwhile).
+   */
   async #accept(id: string, initialName: string, providerId: string): Promise<void> {
     const provider = this.#discovery.services("media").get(providerId);
     if (!provider) {
@@ -122,7 +126,7 @@ class MediaAnnouncements extends IceFlix.StreamAnnounces {
       this.#logger.debug(`ignoring newMedia ${id} from ${providerId}: not a streaming service discovery knows`);
       return;
     }
-    if (!await provider.ice_invocationTimeout(this.#callTimeout).isAvailable(id)) {
+    if (!await this.#checks.holds(providerId, provider, id)) {
       this.#logger.warn(`ignoring newMedia ${id} from ${providerId}: the provider says it does not have it`);
       return;
     }

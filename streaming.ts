@@ -29,6 +29,7 @@ import { type StreamContext, StreamController, type StreamMedia } from "./contro
 import { RELOAD_SIGNAL, reloadOnSignal } from "./reload_signal.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
 import { serveHttpStreaming } from "./http_streaming.ts";
+import { serveHoldings } from "./media_holdings.ts";
 import { readJsonFile, writeJsonFileAtomic } from "./json_file.ts";
 
 /** The file extensions looked at as videos (lowercase); other files are skipped. */
@@ -496,6 +497,8 @@ if (import.meta.main) {
       };
       const provider = new StreamProvider(library, { ...context, discovery, gracePeriod }, maxStreams, announce);
       const proxy = adapter.add(provider, identity);
+      // Catalogs ask whether it holds many announced ids in one call (facet IceFlixMedia).
+      serveHoldings(adapter, identity, (id) => provider.isAvailable(id));
       // Browsers: the same streams, the video over HTTP (http_streaming.ts, facet HttpStreaming).
       const media = (id: string) => library.get(id);
       const getStream = (id: string, token: string) => provider.getStream(id, token);
