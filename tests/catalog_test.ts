@@ -286,7 +286,10 @@ Deno.test("catalog: edits need a token an Authenticator accepts now, are durable
       (e) => e instanceof IceFlix.WrongMediaId && e.id === TWO,
     );
 
+    // Asked twice (the catalog keeps the marshalled answer), then renamed: the next answer follows the rename.
+    for (let ask = 0; ask < 2; ask++) assert.deepEqual(await catalog.getTilesByName("uno", true), [ONE]);
     await catalog.renameTile(ONE, "Nuevo nombre", "good");
+    assert.deepEqual(await catalog.getTilesByName("uno", true), [], "no answer from before the rename");
     assert.deepEqual(await catalog.getTilesByName("nuevo nombre", true), [ONE]);
     // The token expires: the next edit is refused (the catalog asks every time, it does not remember).
     auth.servant.tokens.delete("good");
