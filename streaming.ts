@@ -58,6 +58,20 @@ const HASH_CHUNK = 1 << 20;
 /** A scan that takes longer than this logs its progress at this interval (ms). */
 const PROGRESS_INTERVAL = 2000;
 
+/** Files of the folder looked at (stat) at once during a scan. */
+const STATS_IN_FLIGHT = 32;
+
+/** `newMedia` events sent to IceStorm at once: one at a time, 1,000 took about a second. */
+const ANNOUNCEMENTS_IN_FLIGHT = 32;
+
+/** Runs `work` on every item of `items`, at most `limit` at once; resolves when all are done. */
+async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  }));
+}
+
 /**
  * The lowercase hex SHA-256 of a file's bytes, read in chunks: a file of any
  * size is hashed in constant memory (node:crypto's hash is incremental, which
@@ -241,24 +255,28 @@ export class MediaLibrary {
     const folder = await Deno.realPath(this.folder);
     // Before any file's stat: a file whose status changed less than a second before may change again unseen.
     const started = Date.now();
+    const entries: Deno.DirEntry[] = [];
     for await (const entry of Deno.readDir(this.folder)) {
       // Hidden files are editors' and downloaders' leftovers, not videos.
-      if (entry.name.startsWith(".")) continue;
-      const path = join(this.folder, entry.name);
+      if (!entry.name.startsWith(".")) entries.push(entry);
+    }
+    // Several files at once: one after the other, 1,000 files took a good part of a second on a busy machine.
+    await inParallel(entries, STATS_IN_FLIGHT, async ({ name, isSymlink }) => {
+      const path = join(this.folder, name);
       // A link may point anywhere the service can read (users.json, the installation key): only inside is served.
-      const outside = entry.isSymlink ? await linkOutside(path, folder) : undefined;
+      const outside = isSymlink ? await linkOutside(path, folder) : undefined;
       if (outside) {
-        this.#logger.warn(`skipping ${entry.name}: a symbolic link to ${outside}, outside the media folder`);
-        continue;
+        this.#logger.warn(`skipping ${name}: a symbolic link to ${outside}, outside the media folder`);
+        return;
       }
       const info = await Deno.stat(path).catch(() => undefined); // Follows symbolic links; a broken one is skipped.
-      if (!info?.isFile || !VIDEO_EXTENSIONS.has(extname(entry.name).slice(1).toLowerCase())) {
-        skipped.push(info?.isDirectory ? `${entry.name}/` : entry.name);
-        continue;
+      if (!info?.isFile || !VIDEO_EXTENSIONS.has(extname(name).slice(1).toLowerCase())) {
+        skipped.push(info?.isDirectory ? `${name}/` : name);
+        return;
       }
       const [modified, changed] = [info.mtime?.getTime() ?? 0, info.ctime?.getTime() ?? 0];
       candidates.push({ path, size: info.size, modified, inode: info.ino ?? 0, changed });
-    }
+    });
     candidates.sort((a, b) => a.path < b.path ? -1 : 1);
     if (skipped.length > 0) {
       this.#logger.info(
@@ -487,14 +505,13 @@ if (import.meta.main) {
       // The provider's proxy is made before its servant, because the servant needs discovery and discovery the proxy.
       const identity = Ice.stringToIdentity(crypto.randomUUID());
       const discovery = new Discovery(context, { kind: "media", proxy: adapter.createProxy(identity) });
-      const announce = async (media: StreamMedia[]) => {
-        for (const { id, name } of media) {
+      const announce = (media: StreamMedia[]) =>
+        inParallel(media, ANNOUNCEMENTS_IN_FLIGHT, async ({ id, name }) => {
           await events.publish(
             TOPICS.mediaAnnouncements,
             (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(id, name, discovery.id),
           );
-        }
-      };
+        });
       const provider = new StreamProvider(library, { ...context, discovery, gracePeriod }, maxStreams, announce);
       const proxy = adapter.add(provider, identity);
       // Catalogs ask whether it holds many announced ids in one call (facet IceFlixMedia).
