@@ -22,8 +22,8 @@ import { IceFlixMedia } from "./slice/media_holdings.js";
 /** The facet of a StreamProvider's object that answers for many ids at once. */
 const HOLDINGS_FACET = "IceFlixMedia";
 
-/** Ids asked at most in one call (64-character ids: about 260 KB). */
-const MAX_BATCH = 4096;
+/** Ids asked at most in one call (64-character ids: about 65 KB). */
+const MAX_BATCH = 1024;
 
 /** `isAvailable` calls in flight at once to a provider without the facet. */
 const SPEC_ONLY_IN_FLIGHT = 16;
@@ -103,11 +103,11 @@ export class AvailabilityChecks {
       const provider = queue.provider.ice_invocationTimeout(this.#callTimeout);
       if (!queue.specOnly) {
         try {
-          const answers = await IceFlixMedia.HoldingsPrx.uncheckedCast(provider, HOLDINGS_FACET)
-            .holdsEach(batch.map(({ id }) => id));
-          if (answers.length !== batch.length) {
-            throw new Error(`${answers.length} answers to ${batch.length} ids: nonsense`);
-          }
+          const answers = await askBatch(provider, batch).catch((error) => {
+            // A busy provider, or catalog, may once take longer than a call may: one more try before the ids fail.
+            if (error instanceof Ice.TimeoutException) return askBatch(provider, batch);
+            throw error;
+          });
           batch.forEach((question, index) => question.answer(answers[index]));
           continue;
         } catch (error) {
@@ -122,6 +122,16 @@ export class AvailabilityChecks {
     }
     this.#queues.delete(providerId);
   }
+}
+
+/** Asks `provider` about every question in one call to its facet. */
+async function askBatch(provider: IceFlix.StreamProviderPrx, questions: Question[]): Promise<boolean[]> {
+  const answers = await IceFlixMedia.HoldingsPrx.uncheckedCast(provider, HOLDINGS_FACET)
+    .holdsEach(questions.map(({ id }) => id));
+  if (answers.length !== questions.length) {
+    throw new Error(`${answers.length} answers to ${questions.length} ids: nonsense`);
+  }
+  return answers;
 }
 
 /** Asks `provider` about each question with `isAvailable`, a few calls in flight at once. */
