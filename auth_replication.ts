@@ -19,6 +19,7 @@ import { createCipheriv, createDecipheriv } from "node:crypto";
 import { IceFlixAuthReplication } from "./slice/auth_replication.js";
 import { type Discovery, isUnreachable } from "./discovery.ts";
 import { ReplicaRegistry } from "./replica_registry.ts";
+import { OncePerBurst } from "./log.ts";
 import { describeError, type ServiceContext } from "./service.ts";
 import { type ExpiredToken, type Grant, TokenTable } from "./token_table.ts";
 import { bindingOf, Trust } from "./trust.ts";
@@ -164,6 +165,8 @@ export class ReplicatedTokens {
   readonly #table: TokenTable;
   /** Live replicas as far as this one knows: discovery id -> how to reach it. */
   readonly #peers = new Map<string, Peer>();
+  /** Listed replicas that failed their proof, logged once per burst: anyone can list forged ones by the thousand. */
+  readonly #refusals: OncePerBurst;
   #sealer: Sealer | undefined;
   #self: IceFlixAuthReplication.TokenReplicaPrx | undefined;
   /** Resolves once the catch-up from the running replicas is over. */
@@ -179,6 +182,7 @@ export class ReplicatedTokens {
     this.#options = options;
     this.#registry = new ReplicaRegistry(options.context, REPLICAS_TOPIC, REPLICA_FACET, options.authenticator);
     this.#table = new TokenTable((expired) => void this.#expire(expired));
+    this.#refusals = new OncePerBurst((message) => options.context.logger.warn(message));
   }
 
   /** This replica's id: its discovery id. */
@@ -291,7 +295,7 @@ export class ReplicatedTokens {
     try {
       const proof = await trust.challenge("auth", service, callTimeout);
       if (typeof proof === "string") {
-        logger.warn(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
+        this.#refusals.note(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
         return false;
       }
       const hello = sealer.seal([peer.binding], { kind: "join", from: this.id, newcomer: sealer.self });

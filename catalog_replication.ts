@@ -24,6 +24,7 @@ import type { CatalogDatabase, Version, VersionedTitle } from "./catalog_databas
 import { isUnreachable } from "./discovery.ts";
 import { nameRefusal, tagRefusal, type TitleLimits } from "./catalog_limits.ts";
 import { ReplicaRegistry } from "./replica_registry.ts";
+import { OncePerBurst } from "./log.ts";
 import { describeError, type ServiceContext } from "./service.ts";
 
 /** The topic whose subscribers are the catalog replicas. */
@@ -77,6 +78,8 @@ export class CatalogReplication {
   readonly #peers = new Map<string, Peer>();
   /** Listed replicas that failed their proof, with when. */
   readonly #refused = new Map<string, number>();
+  /** Their refusals, logged once per burst: anyone can list forged replicas by the thousand. */
+  readonly #refusals: OncePerBurst;
   /** Per peer, the pull that has not started yet: requests arriving meanwhile share it. */
   readonly #queued = new Map<string, Promise<number>>();
   /** Per peer, the pull under way. */
@@ -89,6 +92,7 @@ export class CatalogReplication {
     this.#database = database;
     this.#context = context;
     this.#registry = new ReplicaRegistry(context, REPLICAS_TOPIC, REPLICA_CATEGORY, catalog);
+    this.#refusals = new OncePerBurst((message) => context.logger.warn(message));
   }
 
   /** This replica's name among its peers: its MediaCatalog proxy. */
@@ -217,7 +221,7 @@ export class CatalogReplication {
       });
       if (proof === undefined) return;
       if (typeof proof === "string") {
-        logger.warn(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
+        this.#refusals.note(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
         this.#refused.set(name, Date.now());
         return;
       }

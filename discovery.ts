@@ -20,7 +20,7 @@ import { IceFlix } from "./slice/iceflix.js";
 import { TOPICS } from "./events.ts";
 import { OncePerBurst } from "./log.ts";
 import { describeError, type ServiceContext } from "./service.ts";
-import { bindingOf } from "./trust.ts";
+import { bindingOf, ownConnection } from "./trust.ts";
 
 /**
  * Announcements checked at once, at most: a flood of forged ones costs bounded work and connections, and the ones
@@ -103,8 +103,6 @@ export class Discovery {
   readonly #admitted = new Set<string>();
   /** Refused announcements, logged once per burst: a flood of forged ones costs a line a minute. */
   readonly #refusals: OncePerBurst;
-  /** Connection ids given so far, one per announcement checked ({@linkcode ownConnection}). */
-  #connections = 0;
   #subscriber: Ice.ObjectPrx | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -252,28 +250,25 @@ export class Discovery {
   }
 
   /**
-   * Checks the announcement over a connection of its own (see {@linkcode ownConnection}), every call bounded by the
-   * call timeout: kept as the service's connection if it proves itself, else closed.
+   * Checks the announcement over a connection of its own ({@linkcode ownConnection}), every call bounded by the call
+   * timeout: kept as the service's connection if it proves itself, else closed.
    */
   async #check(kind: ServiceKind, id: string, announced: Ice.ObjectPrx, key: string): Promise<void> {
     const { callTimeout, logger, trust } = this.#context;
-    const proxy = this.#ownConnection(announced);
-    const admission = trust.admission(proxy);
+    const admission = trust.admission(announced);
     let refusal: string | undefined;
-    // Made first, so that it can be closed: once a call has timed out, Ice no longer says which connection it was on.
-    let connection: Ice.Connection | undefined;
-    const close = () => connection?.close(Ice.ConnectionClose.Forcefully);
+    let own: { proxy: Ice.ObjectPrx; close(): void } | undefined;
+    const close = () => own?.close();
     try {
-      const endpoints = proxy.ice_getEndpoints().length;
+      const endpoints = announced.ice_getEndpoints().length;
       if (endpoints > MAX_ENDPOINTS) {
         refusal = `its proxy has ${endpoints} endpoints (at most ${MAX_ENDPOINTS} are tried)`;
       } else {
-        // A connection not made within the call timeout ends by itself within the connect timeout (service.ts).
-        connection = await proxy.ice_invocationTimeout(callTimeout).ice_getConnection();
-        if (!(await proxy.ice_invocationTimeout(callTimeout).ice_isA(TYPE_IDS[kind]))) {
+        own = await ownConnection(announced, callTimeout);
+        if (!(await own.proxy.ice_invocationTimeout(callTimeout).ice_isA(TYPE_IDS[kind]))) {
           refusal = `its proxy is not a ${TYPE_IDS[kind]}`;
         } else if (!admission) {
-          const proof = await trust.challenge(kind, proxy, callTimeout, id);
+          const proof = await trust.challenge(kind, announced, callTimeout, id);
           if (typeof proof === "string") refusal = proof;
         }
       }
@@ -290,10 +285,11 @@ export class Discovery {
       return;
     }
     // Checked while another announcement of the same id or proxy was: the first one proven stays.
-    if (this.#isKnownOrRefused(kind, id, proxy, key)) {
+    if (this.#isKnownOrRefused(kind, id, announced, key)) {
       close();
       return;
     }
+    const proxy = own!.proxy;
     this.#services[kind].set(id, CASTS[kind](proxy));
     if (admission) {
       this.#admitted.add(`${kind} ${id}`);
@@ -308,15 +304,7 @@ export class Discovery {
   }
 
   /**
-   * `proxy` with a connection of its own (a connection id nobody else uses), so that closing it closes nothing else:
-   * a forged announcement may point at a real service's endpoint, whose shared connection carries real calls.
-   */
-  #ownConnection(proxy: Ice.ObjectPrx): Ice.ObjectPrx {
-    return proxy.ice_connectionId(`discovery-${++this.#connections}`);
-  }
-
-  /**
-   * Closes the connection of a service dropped (`proxy`, one of {@linkcode ownConnection}'s) at once: one that hangs
+   * Closes the connection of a service dropped (`proxy`, on one of {@linkcode ownConnection}'s) at once: one that hangs
    * would otherwise keep it until Ice finds it idle. One still being established is closed when it is (or fails
    * within the connect timeout, service.ts); if none is open any more, the one made to close is closed too.
    */

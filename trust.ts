@@ -45,6 +45,28 @@ export function bindingOf(proxy: Ice.ObjectPrx): string {
   ]);
 }
 
+/** Connection ids handed out by {@linkcode ownConnection} so far. */
+let ownConnections = 0;
+
+/**
+ * `proxy` on a connection of its own (a connection id nobody else uses), made now within `timeout`, and the way to
+ * close it: for a service not believed yet. A tarpit (a socket that accepts and never answers) then holds the
+ * connection no longer than its caller wants, and closing it closes nothing else, though a forged proxy may point at a
+ * real service's endpoint, whose shared connection carries real calls. It is made first because once a call has timed
+ * out Ice no longer says which connection it was on; one not made within `timeout` ends by itself within the connect
+ * timeout (service.ts).
+ *
+ * @throws Ice.LocalException when it cannot be made in time
+ */
+export async function ownConnection<P extends Ice.ObjectPrx>(
+  proxy: P,
+  timeout: number,
+): Promise<{ proxy: P; close(): void }> {
+  const own = proxy.ice_connectionId(`own-${++ownConnections}`);
+  const connection = await own.ice_invocationTimeout(timeout).ice_getConnection();
+  return { proxy: own, close: () => connection.close(Ice.ConnectionClose.Forcefully) };
+}
+
 /** `bytes` in hex. */
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
@@ -145,20 +167,24 @@ export class Trust {
   /**
    * Challenges the service at `proxy` to prove it is a `kind` service of this
    * installation (with id `id`, if given). Resolves to the id it proved, or
-   * to why not.
+   * to why not. The challenge goes over a connection of its own, closed
+   * once answered ({@linkcode ownConnection}).
    *
    * @throws Ice.LocalException when the service cannot be reached (it may be starting, or hung: not a refusal)
    */
   async challenge(kind: string, proxy: Ice.ObjectPrx, timeout: number, id?: string): Promise<Claim | string> {
     const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+    const own = await ownConnection(proxy, timeout);
     let proof: IceFlixTrust.Proof;
     try {
-      proof = await IceFlixTrust.ProverPrx.uncheckedCast(proxy, PROVER_FACET).ice_invocationTimeout(timeout)
+      proof = await IceFlixTrust.ProverPrx.uncheckedCast(own.proxy, PROVER_FACET).ice_invocationTimeout(timeout)
         .prove(nonce);
     } catch (error) {
       if (error instanceof Ice.RequestFailedException) return "it proves nothing (a spec-only service?)";
       if (error instanceof Ice.LocalException) throw error;
       return `no proof (${describeError(error)})`;
+    } finally {
+      own.close();
     }
     if (proof.kind !== kind || (id !== undefined && proof.id !== id)) {
       return `it proves to be ${proof.kind} service ${proof.id}`;

@@ -191,6 +191,7 @@ async function withMain(
   prefix: string[],
   test: (platform: {
     main: Child;
+    catalog: Child;
     mainPrx: IceFlix.MainPrx;
     mainPort: number;
     attack: (name: string, args: string[]) => Promise<Outsider>;
@@ -211,7 +212,8 @@ async function withMain(
     const usersFile = await writeUsersFile(dir, { [ALICE.user]: ALICE.password });
     children.push((await startIceFlixService("auth", [...common, `--IceFlix.Auth.UsersFile=${usersFile}`])).child);
     const database = `--IceFlix.Catalog.DatabaseFile=${dir}/catalog.json`;
-    children.push((await startIceFlixService("catalog", [...common, database])).child);
+    const catalog = (await startIceFlixService("catalog", [...common, database])).child;
+    children.push(catalog);
     const mainPort = await freePort();
     const main = await startIceFlixService(
       "main",
@@ -222,7 +224,7 @@ async function withMain(
     const mainPrx = IceFlix.MainPrx.uncheckedCast(communicator.stringToProxy(main.proxy))
       .ice_invocationTimeout(CLIENT_CALL_TIMEOUT);
     await eventually("Main hands out both services", () => clientSession(mainPrx).then(() => true, () => false));
-    await test({ main: main.child, mainPrx, mainPort, attack });
+    await test({ main: main.child, catalog, mainPrx, mainPort, attack });
     passed = true;
   } finally {
     await Promise.allSettled(outsiders.map((outsider) => outsider.finish()));
@@ -302,6 +304,23 @@ client sessions; outsider: ${JSON.stringify(seen)}`);
     // The burst is one warning that names the first; the others are counted for a summary a minute later.
     assert.match(main.stderr, /ignoring auth announcement \S+ at .*: it proves nothing/);
     assert.equal(count(main.stderr, /ignoring \S+ announcement/), 1, "one line for the burst of refusals");
+  });
+});
+
+Deno.test("connections: forged catalog replicas listed at tarpits leave the catalog no descriptors", async () => {
+  await withMain([], async ({ catalog, attack }) => {
+    const pid = catalog.process.pid;
+    const before = openDescriptors(pid);
+    // 40 forged replicas on CatalogReplicas: the catalog challenges those it lists (16 at a time) every interval.
+    const outsider = await attack("tarpit-replicas", ["40"]);
+    const most = await mostDescriptors(pid, delay(8000));
+    await outsider.quiet();
+    const after = await descriptorsAfter(pid, before);
+    const seen = await outsider.finish();
+    console.log(`the catalog's descriptors: ${before} at the start, at most ${most} during, ${after} after; \
+outsider: ${JSON.stringify(seen)}`);
+    assert.ok((seen["tarpit connections"] ?? 0) > 0, "the catalog reached the tarpits");
+    assert.ok(after <= before + DESCRIPTOR_MARGIN, `the catalog holds ${after} descriptors, ${before} at the start`);
   });
 });
 

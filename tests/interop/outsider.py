@@ -15,10 +15,13 @@ Usage: outsider.py ATTACK TOPIC_MANAGER_PROXY [ARGUMENTS...]
                               and then nothing, each proxy with its own endpoint timeout (an hour and more: every
                               announcement makes a connection of its own); FAKES fake Authenticators that answer but
                               prove nothing, each under its own id
+  tarpit-replicas COUNT       COUNT forged catalog replicas listed on CatalogReplicas, named by proxies at a tarpit
+                              that sends ValidateConnection and then nothing (the connection is made, every call on
+                              it times out), each with its own endpoint timeout; taken off the topic once quiet
   idle PORT COUNT             COUNT TCP connections to PORT that send nothing, from 127.0.0.2 to 127.0.0.11 by turns;
                               each one the server closes is opened again a second later
 Prints "ready" once the attack is under way, keeps it up (announcing again every half second) until a line "quiet"
-(announcements and the idle flood stop; the tarpits keep what they hold) or the end of stdin; at the end of stdin
+(announcements, listings and the idle flood stop; the tarpits keep what they hold) or the end of stdin; at the end of stdin
 prints what it saw as one JSON line and exits.
 """
 import json
@@ -342,6 +345,16 @@ def main():
                 proxy = cast.uncheckedCast(communicator.stringToProxy(
                     f"Forged-{i} -t -e 1.1:tcp -h 127.0.0.1 -p {ports[i % 2]} -t {3_600_000 + i}"))
                 rounds.append(lambda p=proxy, a=announce, i=str(uuid.uuid4()): a(p, i))
+        elif attack == "tarpit-replicas":
+            (total,) = (int(argument) for argument in arguments)
+            port = tarpit(validate=True)
+            replicas = topic(manager, "CatalogReplicas")
+            entries = []
+            for i in range(total):
+                name = f"MediaCatalog -t -e 1.1:tcp -h 127.0.0.1 -p {port} -t {3_600_000 + i}"
+                entries.append(adapter.add(ForgedCatalogReplica("0" * 64), Ice.Identity(name, "CatalogReplica")))
+                replicas.subscribeAndGetPublisher({}, entries[-1])
+            stoppers.append(lambda: [replicas.unsubscribe(entry) for entry in entries])
         elif attack == "idle":
             port, total = (int(argument) for argument in arguments)
             flood = IdleFlood(port, total)
