@@ -20,6 +20,8 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
+// @ts-types="./slice/streams.d.ts"
+import { IceFlixStreams } from "./slice/streams.js";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
@@ -28,6 +30,7 @@ import { loadUsersFile } from "./users.ts";
 import { LoginGuard } from "./login_guard.ts";
 import { connectionAddresses } from "./peer_address.ts";
 import { ReplicatedTokens } from "./auth_replication.ts";
+import { TOKEN_OWNER_FACET } from "./authorization.ts";
 
 /** The servant: the two operations of `IceFlix.Authenticator`. */
 class Authenticator extends IceFlix.Authenticator {
@@ -49,7 +52,7 @@ class Authenticator extends IceFlix.Authenticator {
       throw new IceFlix.Unauthorized();
     }
     // Returned once every live replica has it: the client may ask any of them.
-    const token = await this.#tokens.issue();
+    const token = await this.#tokens.issue(user);
     // Tokens are secrets: the log says whose, never which.
     this.#logger.debug(`new token for ${user} (${this.#tokens.size} live)`);
     return token;
@@ -57,6 +60,22 @@ class Authenticator extends IceFlix.Authenticator {
 
   isAuthorized(authentication: string): Promise<boolean> {
     return this.#tokens.isLive(authentication);
+  }
+}
+
+/** Facet `TokenOwner` (slice/streams.ice): whose a live token is, for the streaming service's per-user limit. */
+class TokenOwner extends IceFlixStreams.TokenOwner {
+  readonly #tokens: ReplicatedTokens;
+
+  constructor(tokens: ReplicatedTokens) {
+    super();
+    this.#tokens = tokens;
+  }
+
+  async userOf(authentication: string): Promise<string> {
+    const user = await this.#tokens.userOf(authentication);
+    if (user === undefined) throw new IceFlix.Unauthorized();
+    return user;
   }
 }
 
@@ -109,6 +128,7 @@ await runService({
     onShutdown(() => tokens.stop());
     const authenticator = new Authenticator(users, tokens, logger);
     const proxy = adapter.add(authenticator, identity);
+    adapter.addFacet(new TokenOwner(tokens), identity, TOKEN_OWNER_FACET);
 
     // ./add_user sends the reload signal: read the users file again.
     onShutdown(reloadOnSignal(async () => {

@@ -54,7 +54,7 @@ interface Envelope {
 }
 
 /**
- * Tokens per message: about 100 bytes each as JSON, so a message stays far below Ice's default limit of 1 MB
+ * Tokens per message: about 100 bytes each as JSON (at most 200 with a long user name), so a message stays far below Ice's default limit of 1 MB
  * (`Ice.MessageSizeMax`) however many tokens are live.
  */
 const BATCH = 2000;
@@ -127,10 +127,11 @@ class Sealer {
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-/** Whether `grant` is one, as a peer must send it: a token, its issuer, a time. */
+/** Whether `grant` is one, as a peer must send it: a token, its user, its issuer, a time. */
 function isGrant(grant: Grant): boolean {
   return typeof grant?.token === "string" && grant.token.length <= 256 && typeof grant.issuer === "string" &&
-    grant.issuer.length <= 256 && Number.isFinite(grant.expiresAt);
+    grant.issuer.length <= 256 && typeof grant.user === "string" && grant.user.length <= 256 &&
+    Number.isFinite(grant.expiresAt);
 }
 
 /** The replica servant of `authenticator` (any Authenticator proxy), with a bounded timeout (ms) on every call. */
@@ -226,10 +227,10 @@ export class ReplicatedTokens {
     this.#caughtUp = this.#catchUp();
   }
 
-  /** A new token issued here, returned once every live peer has it (those it is joining at start included). */
-  async issue(): Promise<string> {
+  /** A new token for `user` issued here, returned once every live peer has it (those it is joining at start included). */
+  async issue(user: string): Promise<string> {
     await this.#caughtUp;
-    const grant = this.#table.issue(this.id, this.#options.lifetime);
+    const grant = this.#table.issue(this.id, this.#options.lifetime, user);
     await this.#share(grant);
     return grant.token;
   }
@@ -256,9 +257,15 @@ export class ReplicatedTokens {
 
   /** Whether `token` is live; a token unknown here while the catch-up runs waits for it before the answer. */
   async isLive(token: string): Promise<boolean> {
-    if (this.#table.isLive(token)) return true;
+    return (await this.userOf(token)) !== undefined;
+  }
+
+  /** The user of `token` if it is live; a token unknown here while the catch-up runs waits for it, as in isLive. */
+  async userOf(token: string): Promise<string | undefined> {
+    const user = this.#table.userOf(token);
+    if (user !== undefined) return user;
     await this.#caughtUp;
-    return this.#table.isLive(token);
+    return this.#table.userOf(token);
   }
 
   /** Stops the expiry timer (at shutdown; the registry entry goes with the event channel's subscriptions). */

@@ -9,6 +9,8 @@
 import type { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
+// @ts-types="./slice/streams.d.ts"
+import { IceFlixStreams } from "./slice/streams.js";
 import { RevocationListener } from "./authorization.ts";
 import { bounded, CALL_TIMEOUT, cancellable, type MainConnection } from "./client_connection.ts";
 import { describeFailure, explain, UserError } from "./client_text.ts";
@@ -145,7 +147,8 @@ export class ClientSession {
   /**
    * Runs `call` with the session's token. A refused token may have expired
    * without our hearing of it (an event lost, or not arrived yet): then the
-   * token is renewed and the call made once more.
+   * token is renewed and the call made once more. A stream limit is no token
+   * problem: a new token would be refused the same.
    */
   async withToken<T>(call: (token: string) => PromiseLike<T>, signal?: AbortSignal): Promise<T> {
     const credentials = this.#credentials;
@@ -154,7 +157,7 @@ export class ClientSession {
       const token = credentials.token ?? await (credentials.renewal ?? this.#renewToken(credentials));
       return await cancellable(call(token), signal);
     } catch (error) {
-      if (!(error instanceof IceFlix.Unauthorized)) throw error;
+      if (!(error instanceof IceFlix.Unauthorized) || error instanceof IceFlixStreams.StreamLimitReached) throw error;
       return await cancellable(call(await this.#renewToken(credentials)), signal);
     }
   }

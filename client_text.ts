@@ -7,6 +7,8 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
+// @ts-types="./slice/streams.d.ts"
+import { IceFlixStreams } from "./slice/streams.js";
 import { abbreviate, CommandError } from "./client_commands.ts";
 
 /** A problem the user can act on; its message is shown as it is. */
@@ -74,6 +76,7 @@ export function explain(error: unknown, service = "a service"): string {
   if (error instanceof UserError || error instanceof CommandError || error instanceof CancelledError) {
     return error.message;
   }
+  if (error instanceof IceFlixStreams.StreamLimitReached) return error.reason;
   if (error instanceof IceFlix.Unauthorized) return "not authorized: the services refused the session (log in again)";
   if (error instanceof IceFlix.WrongMediaId) return `unknown media id ${abbreviate(error.id)} (search again)`;
   if (error instanceof IceFlix.TemporaryUnavailable) return `${service} is temporarily unavailable; try again later`;

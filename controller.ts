@@ -14,9 +14,13 @@
  *   and waits `IceFlix.Controller.GracePeriod` seconds; a valid
  *   `refreshAuthentication(token)` in time keeps the stream, otherwise the
  *   controller closes;
- * - `stop()`, or the grace period running out, or the provider shutting down,
- *   close it: the sender process ends, the servant is removed (later calls get
- *   `Ice.ObjectNotExistException`) and the topic destroyed.
+ * - is idle while it sends nothing (before the first `getSDP`, or once the
+ *   video has ended) and nobody calls it: after `IceFlix.Controller.IdleTimeout`
+ *   seconds of that it closes, so a forgotten controller does not hold its
+ *   user's stream, its topic and its subscription for ever;
+ * - `stop()`, or the grace period running out, or idleness, or the provider
+ *   shutting down, close it: the sender process ends, the servant is removed
+ *   (later calls get `Ice.ObjectNotExistException`) and the topic destroyed.
  *
  * @module
  */
@@ -47,6 +51,8 @@ export interface StreamContext extends ServiceContext {
   discovery: Discovery;
   /** Seconds a client has to send a new token after its token was revoked. */
   gracePeriod: number;
+  /** Seconds a controller that sends nothing and gets no call stays open. */
+  idleTimeout: number;
 }
 
 /** The servant of one stream. Create it with {@linkcode StreamController.open}. */
@@ -71,6 +77,8 @@ export class StreamController extends IceFlix.StreamController {
   #sender: RtpSender | undefined;
   #sdpVersion = 0;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Armed while no sender runs: closes the controller when it has been idle for the idle timeout. */
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   /** Sender changes (getSDP, close) run one after the other, in call order. */
   #senderChanges: Promise<unknown> = Promise.resolve();
@@ -124,11 +132,13 @@ export class StreamController extends IceFlix.StreamController {
       );
     }
     await subscribed;
+    controller.touch();
     logger.info(`${controller.#description}: opened`);
     return { controller, proxy };
   }
 
   async getSDP(authentication: string, port: number, current: Ice.Current): Promise<string> {
+    this.touch();
     // Anyone holding the proxy could otherwise point the video elsewhere: through IceStorm (subscribe the
     // controller to a topic, publish getSDP there) at IceStorm's host, or from any other host at its own.
     if ((current.con ?? null) !== this.#origin) {
@@ -150,6 +160,7 @@ export class StreamController extends IceFlix.StreamController {
     return await this.#changeSender(async () => {
       this.#ensureOpen();
       await this.#sender?.stop();
+      this.#sender = undefined;
       const description = `${this.#description} to ${remote}:${port}`;
       const sender = new RtpSender(
         this.#media.path,
@@ -157,10 +168,14 @@ export class StreamController extends IceFlix.StreamController {
         description,
         this.#context.logger,
         () => {
-          if (this.#sender === sender) this.#sender = undefined;
+          if (this.#sender !== sender) return;
+          // The video has ended (or the sender failed): from now on the controller is idle.
+          this.#sender = undefined;
+          this.touch();
         },
       );
       this.#sender = sender;
+      this.touch();
       const mode = this.#media.format.copy ? "copy" : "re-encode";
       this.#context.logger.info(`${description}: sending (${mode}, gst-launch-1.0 pid ${sender.pid})`);
       return sessionDescription({
@@ -174,11 +189,28 @@ export class StreamController extends IceFlix.StreamController {
   }
 
   getSyncTopic(): string {
+    this.touch();
     return this.topicName;
   }
 
   async refreshAuthentication(authentication: string): Promise<void> {
+    this.touch();
     await this.#authorize(authentication);
+  }
+
+  /**
+   * Notes activity (a call, or a transfer of the stream over HTTP): the idle
+   * timeout starts again, unless a sender runs (then there is none).
+   */
+  touch(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    if (this.#closed || this.#sender) return;
+    const { idleTimeout } = this.#context;
+    this.#idleTimer = setTimeout(
+      () => this.close(`idle: no video sent and no call for ${idleTimeout} s`),
+      idleTimeout * 1000,
+    );
   }
 
   async stop(): Promise<void> {
@@ -195,6 +227,7 @@ export class StreamController extends IceFlix.StreamController {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#graceTimer);
+    clearTimeout(this.#idleTimer);
     const { adapter, events, logger } = this.#context;
     // From now on a call to this controller gets Ice.ObjectNotExistException.
     adapter.remove(this.#identity);

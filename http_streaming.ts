@@ -20,7 +20,7 @@ import { Ice } from "ice";
 import { IceFlix } from "./slice/iceflix.js";
 // @ts-types="./slice/web.d.ts"
 import { IceFlixWeb } from "./slice/web.js";
-import type { StreamMedia } from "./controller.ts";
+import { StreamController, type StreamMedia } from "./controller.ts";
 import type { VideoFormat } from "./gstreamer.ts";
 import { describeError, type Logger } from "./service.ts";
 
@@ -110,10 +110,12 @@ export class HttpError extends Error {
   }
 }
 
-/** A URL handed out: the title it plays, and whether its playback (controller) is still open. */
+/** A URL handed out: the title it plays, whether its playback (controller) is still open, and a way to keep it so. */
 interface Ticket {
   mediaId: string;
   isOpen: () => boolean;
+  /** Tells the controller its stream is in use (a request, a chunk sent), so it does not close as idle. */
+  touch: () => void;
 }
 
 /** What the HTTP server and its facet need from the streaming service. */
@@ -191,9 +193,13 @@ class HttpStreaming extends IceFlixWeb.HttpStreaming {
     // The URL lives as long as the controller's servant: removed when it closes, whatever the reason.
     const controllerIdentity = controller.ice_getIdentity();
     const isOpen = () => adapter.find(controllerIdentity) !== null;
+    const touch = () => {
+      const servant = adapter.find(controllerIdentity);
+      if (servant instanceof StreamController) servant.touch();
+    };
     // 122 random bits from the platform CSPRNG.
     const ticket = crypto.randomUUID().replaceAll("-", "");
-    this.#tickets.set(ticket, { mediaId, isOpen });
+    this.#tickets.set(ticket, { mediaId, isOpen, touch });
     // Closed tickets are forgotten; the check is cheap and the table stays as small as the open streams.
     for (const [key, { isOpen }] of this.#tickets) if (!isOpen()) this.#tickets.delete(key);
     const url = `${this.#origin}/media/${mediaId}?ticket=${ticket}`;
@@ -229,6 +235,7 @@ async function respond(
           "within the grace period",
       );
     }
+    ticket.touch();
     return await fileResponse(request, found, ticket);
   } catch (error) {
     if (!(error instanceof HttpError)) throw error;
@@ -284,6 +291,7 @@ async function fileResponse(request: Request, media: StreamMedia, ticket: Ticket
       try {
         // Checked before every chunk: a playback that closes cuts its transfers within one chunk.
         if (!ticket.isOpen()) throw new Error("the playback was closed");
+        ticket.touch();
         const buffer = new Uint8Array(Math.min(CHUNK, remaining));
         const count = await file.read(buffer);
         if (!count) throw new Error("the file got shorter while it was served");

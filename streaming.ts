@@ -19,12 +19,15 @@
 import { Ice } from "ice";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
+// @ts-types="./slice/streams.d.ts"
+import { IceFlixStreams } from "./slice/streams.js";
 import { createHash } from "node:crypto";
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
 import { Discovery } from "./discovery.ts";
 import { TOPICS } from "./events.ts";
 import { probeVideo, type VideoFormat } from "./gstreamer.ts";
-import { requireValidToken } from "./authorization.ts";
+import { requireTokenOwner } from "./authorization.ts";
+import { descriptorLimit } from "./connection_limits.ts";
 import { type StreamContext, StreamController, type StreamMedia } from "./controller.ts";
 import { RELOAD_SIGNAL, reloadOnSignal } from "./reload_signal.ts";
 import { describeError, type Logger, runService, secondsProperty } from "./service.ts";
@@ -49,8 +52,71 @@ export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
   "3gp",
 ]);
 
-/** Streams served at once unless `IceFlix.Streaming.MaxStreams` says otherwise. */
-const DEFAULT_MAX_STREAMS = 8;
+/** Streams one user may hold at once unless `IceFlix.Streaming.MaxStreamsPerUser` says otherwise (a premium plan's). */
+const DEFAULT_MAX_STREAMS_PER_USER = 4;
+
+/**
+ * What one copy-mode sender costs, measured (issue 14: 150 at once, each at full rate): memory (MB of RSS of one
+ * gst-launch-1.0) and descriptors (held by the service per sender: its stderr pipe and its process handle).
+ */
+const SENDER_COST = { megabytes: 14, descriptors: 2 };
+
+/**
+ * Copy-mode streams per core: each takes about 0.5 % of a core, so these take half of every core and leave the
+ * rest for the service, the receivers on the same machine and the other programs (a re-encoded stream costs 14
+ * times as much: a folder of non-H.264 videos wants a MaxStreams of its own).
+ */
+const STREAMS_PER_CORE = 100;
+
+/** What the machine offers, as {@linkcode machineStreamLimit} weighs it. */
+export interface MachineResources {
+  cores: number;
+  /** MB of memory available now (MemAvailable). */
+  availableMegabytes: number;
+  /** The soft limit of open files (`ulimit -n`). */
+  descriptors: number;
+}
+
+/** The default of `IceFlix.Streaming.MaxStreams`, and why. */
+export interface StreamLimit {
+  streams: number;
+  /** How each resource's budget was reckoned, for the start-up log line. */
+  reasons: string;
+  /** The resource that gives the smallest budget: `cpu`, `memory` or `descriptors`. */
+  bound: "cpu" | "memory" | "descriptors";
+}
+
+/**
+ * How many streams the machine can serve at once: the smallest of its
+ * budgets. CPU: {@linkcode STREAMS_PER_CORE} per core. Memory: half of what
+ * is available now (the rest is headroom for the other programs) at
+ * {@linkcode SENDER_COST} each. Descriptors: the quarter of `ulimit -n` that
+ * incoming connections leave (`IceFlix.Connections.Max` takes three quarters)
+ * at {@linkcode SENDER_COST} each.
+ */
+export function machineStreamLimit(machine: MachineResources): StreamLimit {
+  const budgets = {
+    cpu: Math.floor(machine.cores * STREAMS_PER_CORE),
+    memory: Math.floor(machine.availableMegabytes / 2 / SENDER_COST.megabytes),
+    descriptors: Math.floor(machine.descriptors / 4 / SENDER_COST.descriptors),
+  };
+  const bound = (Object.keys(budgets) as StreamLimit["bound"][])
+    .reduce((smallest, resource) => budgets[resource] < budgets[smallest] ? resource : smallest);
+  const reasons = `CPU ${machine.cores} core(s) x ${STREAMS_PER_CORE} = ${budgets.cpu}; ` +
+    `memory ${Math.round(machine.availableMegabytes)} MB available / 2 / ${SENDER_COST.megabytes} MB = ` +
+    `${budgets.memory}; descriptors ${machine.descriptors} (ulimit -n) / 4 / ${SENDER_COST.descriptors} = ` +
+    `${budgets.descriptors}`;
+  return { streams: Math.max(1, budgets[bound]), reasons, bound };
+}
+
+/** This machine's cores (those this process may run on), available memory and descriptor limit. */
+function thisMachine(): MachineResources {
+  // Asked first: a missing permission must not become a prompt. Without it: a small machine's memory.
+  const memory = Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" }).state === "granted"
+    ? Deno.systemMemoryInfo().available
+    : 1 << 30;
+  return { cores: navigator.hardwareConcurrency, availableMegabytes: memory / 2 ** 20, descriptors: descriptorLimit() };
+}
 
 /** Bytes read at a time while hashing: memory use stays this small whatever the file size. */
 const HASH_CHUNK = 1 << 20;
@@ -415,56 +481,92 @@ function megabytes(bytes: number): string {
   return (bytes / 1e6).toFixed(0);
 }
 
+/** How many streams a provider serves at once: in all, and to one user. */
+export interface StreamLimits {
+  /** `IceFlix.Streaming.MaxStreams`. */
+  total: number;
+  /** `IceFlix.Streaming.MaxStreamsPerUser`. */
+  perUser: number;
+}
+
 /** The StreamProvider servant. */
 class StreamProvider extends IceFlix.StreamProvider {
   readonly #library: MediaLibrary;
   readonly #context: StreamContext;
-  readonly #maxStreams: number;
+  readonly #limits: StreamLimits;
   readonly #announce: (media: StreamMedia[]) => Promise<void>;
   /** The open controllers. */
   readonly #streams = new Set<StreamController>();
   /** getStream calls between the limit check and their controller's opening. */
   #opening = 0;
+  /**
+   * Per user (TokenOwner key), the controllers that user holds: open, or being opened. A controller counts from
+   * getStream until it closes (stop, the grace period, idleness, shutdown), sending or not: it holds a topic, a
+   * subscription and a servant, and its client may start a sender with getSDP at any moment.
+   */
+  readonly #held = new Map<string, number>();
 
   constructor(
     library: MediaLibrary,
     context: StreamContext,
-    maxStreams: number,
+    limits: StreamLimits,
     announce: (media: StreamMedia[]) => Promise<void>,
   ) {
     super();
     this.#library = library;
     this.#context = context;
-    this.#maxStreams = maxStreams;
+    this.#limits = limits;
     this.#announce = announce;
   }
 
   async getStream(id: string, authentication: string, current?: Ice.Current): Promise<IceFlix.StreamControllerPrx> {
     const { discovery, logger } = this.#context;
-    await requireValidToken(discovery, logger, authentication, `getStream of ${id}`);
+    const owner = await requireTokenOwner(discovery, logger, authentication, `getStream of ${id}`);
     const media = this.#library.get(id);
     if (!media) throw new IceFlix.WrongMediaId(id);
-    if (this.#streams.size + this.#opening >= this.#maxStreams) {
-      logger.warn(`stream of "${media.name}" refused: ${this.#maxStreams} streams open already`);
-      // The Slice leaves getStream only Unauthorized and WrongMediaId: a full provider is a run-time error whose
-      // text says why, which every Ice client shows (Ice.UnknownException.unknown).
+    const { total, perUser } = this.#limits;
+    if (this.#streams.size + this.#opening >= total) {
+      logger.warn(`stream of "${media.name}" refused: ${total} streams open already`);
+      // The Slice leaves getStream only Unauthorized and WrongMediaId, and a full provider is neither (a client told
+      // "Unauthorized" would log in again): a run-time error whose text says why, which every Ice client shows.
       throw new Ice.UnknownException(
-        `this media server is serving its maximum of ${this.#maxStreams} streams (IceFlix.Streaming.MaxStreams); ` +
+        `this media server is serving its maximum of ${total} streams (IceFlix.Streaming.MaxStreams); ` +
           "try again later",
       );
     }
-    // The slot is taken before the first await, so concurrent calls cannot overshoot the limit.
+    const held = this.#held.get(owner.key) ?? 0;
+    if (held >= perUser) {
+      logger.warn(`stream of "${media.name}" refused: ${owner.description} holds ${held} streams already`);
+      // An Unauthorized (the user may not open more), with the reason for the clients that know our Slice.
+      throw new IceFlixStreams.StreamLimitReached(
+        `${owner.description} already has ${held} streams open on this media server, the most one user may ` +
+          `(IceFlix.Streaming.MaxStreamsPerUser); stop one to watch another`,
+      );
+    }
+    // The slots are taken before the first await, so concurrent calls cannot overshoot the limits.
     this.#opening++;
+    this.#held.set(owner.key, held + 1);
+    const release = () => {
+      const left = this.#held.get(owner.key)! - 1;
+      if (left > 0) this.#held.set(owner.key, left);
+      else this.#held.delete(owner.key);
+    };
     try {
       const { controller, proxy } = await StreamController.open(
         media,
         authentication,
         current?.con ?? null,
         this.#context,
-        () => this.#streams.delete(controller),
+        () => {
+          this.#streams.delete(controller);
+          release();
+        },
       );
       this.#streams.add(controller);
       return proxy;
+    } catch (error) {
+      release();
+      throw error;
     } finally {
       this.#opening--;
     }
@@ -487,6 +589,37 @@ class StreamProvider extends IceFlix.StreamProvider {
   }
 }
 
+/**
+ * The stream limits of `properties`: `IceFlix.Streaming.MaxStreams`, by
+ * default sized from the machine ({@linkcode machineStreamLimit}, logged with
+ * its reasons), and `IceFlix.Streaming.MaxStreamsPerUser`, by default 4.
+ *
+ * @throws Error for a limit under 1
+ */
+export function streamLimits(properties: Ice.Properties, logger: Logger): StreamLimits {
+  const atLeastOne = (name: string, value: number) => {
+    if (!Number.isInteger(value) || value < 1) throw new Error(`property ${name} must be at least 1, not ${value}`);
+    return value;
+  };
+  let total: number;
+  if (properties.getProperty("IceFlix.Streaming.MaxStreams").trim() === "") {
+    const sized = machineStreamLimit(thisMachine());
+    total = sized.streams;
+    logger.info(
+      `at most ${total} streams at once, sized from the machine (${sized.reasons}; ${sized.bound} is the limit); ` +
+        "IceFlix.Streaming.MaxStreams sets another",
+    );
+  } else {
+    total = atLeastOne("IceFlix.Streaming.MaxStreams", properties.getPropertyAsInt("IceFlix.Streaming.MaxStreams"));
+    logger.info(`at most ${total} streams at once (IceFlix.Streaming.MaxStreams)`);
+  }
+  const perUser = atLeastOne(
+    "IceFlix.Streaming.MaxStreamsPerUser",
+    properties.getPropertyAsIntWithDefault("IceFlix.Streaming.MaxStreamsPerUser", DEFAULT_MAX_STREAMS_PER_USER),
+  );
+  return { total, perUser };
+}
+
 if (import.meta.main) {
   await runService({
     name: "streaming",
@@ -495,10 +628,8 @@ if (import.meta.main) {
       const { adapter, properties, events, logger, onShutdown } = context;
       const folder = properties.getPropertyWithDefault("IceFlix.Streaming.MediaDir", "media");
       const gracePeriod = secondsProperty(properties, "IceFlix.Controller.GracePeriod", 10);
-      const maxStreams = properties.getPropertyAsIntWithDefault("IceFlix.Streaming.MaxStreams", DEFAULT_MAX_STREAMS);
-      if (maxStreams < 1) {
-        throw new Error(`property IceFlix.Streaming.MaxStreams must be at least 1, not ${maxStreams}`);
-      }
+      const idleTimeout = secondsProperty(properties, "IceFlix.Controller.IdleTimeout", 120);
+      const limits = streamLimits(properties, logger);
 
       const cache = properties.getPropertyWithDefault("IceFlix.Streaming.ScanCache", defaultScanCache(folder));
       const library = new MediaLibrary(folder, logger, cache);
@@ -512,7 +643,12 @@ if (import.meta.main) {
             (publisher) => IceFlix.StreamAnnouncesPrx.uncheckedCast(publisher).newMedia(id, name, discovery.id),
           );
         });
-      const provider = new StreamProvider(library, { ...context, discovery, gracePeriod }, maxStreams, announce);
+      const provider = new StreamProvider(
+        library,
+        { ...context, discovery, gracePeriod, idleTimeout },
+        limits,
+        announce,
+      );
       const proxy = adapter.add(provider, identity);
       // Catalogs ask whether it holds many announced ids in one call (facet IceFlixMedia).
       serveHoldings(adapter, identity, (id) => provider.isAvailable(id));

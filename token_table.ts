@@ -18,6 +18,8 @@
 /** A live token as replicas share it. */
 export interface Grant {
   token: string;
+  /** The user it was issued to (the streaming service counts streams per user). */
+  user: string;
   /** The discovery id of the replica that issued it. */
   issuer: string;
   /** When it expires, in ms since the epoch (wall clock). */
@@ -25,7 +27,7 @@ export interface Grant {
 }
 
 /** An expired token, and the replica that issued it. */
-export type ExpiredToken = Omit<Grant, "expiresAt">;
+export type ExpiredToken = Omit<Grant, "expiresAt" | "user">;
 
 /** Random bytes in a token: 128 bits from the platform's CSPRNG. */
 const TOKEN_BYTES = 16;
@@ -33,8 +35,8 @@ const TOKEN_BYTES = 16;
 /** The live tokens, and the timer that expires them. */
 export class TokenTable {
   readonly #onExpired: (expired: ExpiredToken[]) => void;
-  /** token -> its issuer and the moment it expires, on the monotonic clock (ms). */
-  readonly #live = new Map<string, { issuer: string; expiry: number }>();
+  /** token -> its user, its issuer and the moment it expires, on the monotonic clock (ms). */
+  readonly #live = new Map<string, { user: string; issuer: string; expiry: number }>();
   /**
    * Min-heap of [expiry, token], the soonest on top. A token removed early stays here until its time comes, and is
    * then skipped: only an entry that matches `#live` expires anything.
@@ -53,20 +55,20 @@ export class TokenTable {
     return this.#live.size;
   }
 
-  /** A new random token issued by replica `issuer`, live for `lifetime` ms from now. */
-  issue(issuer: string, lifetime: number): Grant {
+  /** A new random token for `user`, issued by replica `issuer`, live for `lifetime` ms from now. */
+  issue(issuer: string, lifetime: number, user: string): Grant {
     const token = Array.from(crypto.getRandomValues(new Uint8Array(TOKEN_BYTES)))
       .map((byte) => byte.toString(16).padStart(2, "0")).join("");
-    this.#insert(token, issuer, performance.now() + lifetime);
-    return { token, issuer, expiresAt: Date.now() + lifetime };
+    this.#insert(token, user, issuer, performance.now() + lifetime);
+    return { token, user, issuer, expiresAt: Date.now() + lifetime };
   }
 
   /** Adds a token a peer shared. Returns false, changing nothing, if it is known already or expired. */
-  add({ token, issuer, expiresAt }: Grant): boolean {
+  add({ token, user, issuer, expiresAt }: Grant): boolean {
     const now = performance.now();
     const expiry = now + (expiresAt - Date.now());
     if (this.#live.has(token) || expiry <= now) return false;
-    this.#insert(token, issuer, expiry);
+    this.#insert(token, user, issuer, expiry);
     return true;
   }
 
@@ -77,15 +79,20 @@ export class TokenTable {
 
   /** Whether `token` is live (exact, even if the timer runs late). */
   isLive(token: string): boolean {
+    return this.userOf(token) !== undefined;
+  }
+
+  /** The user `token` was issued to, if it is live. */
+  userOf(token: string): string | undefined {
     const entry = this.#live.get(token);
-    return entry !== undefined && performance.now() < entry.expiry;
+    return entry !== undefined && performance.now() < entry.expiry ? entry.user : undefined;
   }
 
   /** Every live token, to share with another replica. */
   grants(): Grant[] {
     const [now, wallNow] = [performance.now(), Date.now()];
     return [...this.#live].filter(([, { expiry }]) => expiry > now)
-      .map(([token, { issuer, expiry }]) => ({ token, issuer, expiresAt: wallNow + (expiry - now) }));
+      .map(([token, { user, issuer, expiry }]) => ({ token, user, issuer, expiresAt: wallNow + (expiry - now) }));
   }
 
   /** Cancels the timer for good (at shutdown). */
@@ -94,8 +101,8 @@ export class TokenTable {
     clearTimeout(this.#timer);
   }
 
-  #insert(token: string, issuer: string, expiry: number): void {
-    this.#live.set(token, { issuer, expiry });
+  #insert(token: string, user: string, issuer: string, expiry: number): void {
+    this.#live.set(token, { user, issuer, expiry });
     const soonest = this.#due[0];
     this.#push([expiry, token]);
     // Only a new soonest expiry moves the timer.

@@ -137,6 +137,7 @@ const streaming = await startIceFlixService("streaming", [
   icestorm.option,
   `--IceFlix.Streaming.MediaDir=${ROOT}media`,
   "--IceFlix.Streaming.MaxStreams=16",
+  "--IceFlix.Streaming.MaxStreamsPerUser=16",
   "--IceFlix.Discovery.AnnounceInterval=1",
 ]);
 const toy = await startService("tests/toy_service.ts", [

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { Ice } from "ice";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
+// @ts-types="../slice/streams.d.ts"
+import { IceFlixStreams } from "../slice/streams.js";
 import { abbreviate } from "../client_commands.ts";
 import { compareTitles, describeFailure, describeTags, explain } from "../client_text.ts";
 
@@ -53,6 +55,9 @@ Deno.test("describeFailure and explain: Ice failures in words, naming the servic
     explain(new IceFlix.WrongMediaId("x".repeat(100))),
     `unknown media id ${abbreviate("x".repeat(100))} (search again)`,
   );
+  // A stream limit is an Unauthorized with its reason: the reason, not "log in again".
+  const limit = 'user "demo" already has 4 streams open on this media server, the most one user may (...)';
+  assert.equal(explain(new IceFlixStreams.StreamLimitReached(limit)), limit);
 });
 
 Deno.test("describeTags: one wording in lists and after edits", () => {

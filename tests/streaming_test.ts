@@ -9,6 +9,8 @@ import { Ice, IceStorm } from "ice";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
 import { basename } from "node:path";
+// @ts-types="../slice/streams.d.ts"
+import { IceFlixStreams } from "../slice/streams.js";
 import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger, describeError } from "../service.ts";
 import { sha256Hex } from "../users.ts";
@@ -73,6 +75,20 @@ async function makeClip(path: string, frames: number): Promise<void> {
   assert.ok(output.success, new TextDecoder().decode(output.stderr));
 }
 
+/**
+ * Whether `controller` is gone (its servant removed). Asked with `ice_ping`, which Ice answers itself: it is no
+ * call to the controller, so it does not keep an idle controller open.
+ */
+async function isGone(controller: Ice.ObjectPrx): Promise<boolean> {
+  try {
+    await controller.ice_ping();
+    return false;
+  } catch (error) {
+    if (error instanceof Ice.ObjectNotExistException) return true;
+    throw error;
+  }
+}
+
 /** Collects `newMedia` events. */
 class Announcements extends IceFlix.StreamAnnounces {
   readonly received: { id: string; name: string; provider: string }[] = [];
@@ -105,6 +121,7 @@ class Stack {
   provider!: IceFlix.StreamProviderPrx;
   providerText = "";
   #toy: Child | undefined;
+  #auth: { child: Child; dir: string } | undefined;
   readonly #receivers: RtpReceiver[] = [];
 
   private constructor(icestorm: IceStormServer, communicator: Ice.Communicator, adapter: Ice.ObjectAdapter) {
@@ -142,6 +159,28 @@ class Stack {
     ]);
     this.#toy = toy.child;
     await eventually("the streaming service knows the Authenticator", () => /auth service \S+ found/.test(this.log));
+  }
+
+  /**
+   * Starts a real Authenticator with `passwords` (user -> password) and waits until the streaming service knows it.
+   * Returns how to log in: a new token of that user at each call.
+   */
+  async startAuthenticator(
+    passwords: Record<string, string>,
+    properties: string[] = [],
+  ): Promise<(user: string) => Promise<string>> {
+    const dir = await scratchDir("test-streaming-");
+    const started = await startIceFlixService("auth", [
+      "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
+      this.icestorm.option,
+      "--IceFlix.Discovery.AnnounceInterval=1",
+      `--IceFlix.Auth.UsersFile=${await writeUsersFile(dir, passwords)}`,
+      ...properties,
+    ]);
+    this.#auth = { child: started.child, dir };
+    await eventually("the streaming service knows the Authenticator", () => /auth service \S+ found/.test(this.log));
+    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(this.communicator.stringToProxy(started.proxy));
+    return async (user) => authenticator.refreshAuthorization(user, await sha256Hex(passwords[user]));
   }
 
   /** What the streaming service logged so far. */
@@ -187,6 +226,8 @@ class Stack {
     await Promise.all(this.#receivers.map((receiver) => receiver.stop()));
     await this.streaming?.stop();
     await this.#toy?.stop();
+    await this.#auth?.child.stop();
+    if (this.#auth) await Deno.remove(this.#auth.dir, { recursive: true });
     await this.events.close();
     await this.communicator.destroy();
     await this.icestorm.stop();
@@ -401,6 +442,89 @@ Deno.test("getStream and getSDP refuse bad tokens, unknown ids, bad ports, and s
   }
 });
 
+Deno.test("per user: one user cannot open a 5th stream, with any of their tokens, while another user still can", async () => {
+  const media = await mediaFolder([COPY_SAMPLE]);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media, ["--IceFlix.Streaming.MaxStreams=8"]); // the per-user default: 4
+    const logIn = await stack.startAuthenticator({ alice: "alice's secret", bob: "bob's secret" });
+    const id = await sha256sum(`${media}/${COPY_SAMPLE}`);
+    const alice = await logIn("alice");
+    const held = [];
+    for (let i = 0; i < 4; i++) held.push((await stack.provider.getStream(id, alice))!);
+    // Whatever token alice shows: a new login is the same user.
+    for (const token of [alice, await logIn("alice")]) {
+      await assert.rejects(
+        stack.provider.getStream(id, token),
+        (error: unknown) =>
+          error instanceof IceFlixStreams.StreamLimitReached && error instanceof IceFlix.Unauthorized &&
+          /^user "alice" already has 4 streams open .*MaxStreamsPerUser/.test(error.reason),
+      );
+    }
+    // A client that knows only the spec's Slice gets the spec's Unauthorized.
+    assert.equal(
+      (await runPython("stream_limit_from_python.py", [stack.providerText, id, alice])).trim(),
+      "unauthorized",
+    );
+
+    // Bob still can, and his stream plays.
+    const bob = await logIn("bob");
+    const bobs = (await stack.provider.getStream(id, bob))!;
+    const port = await freePort();
+    const receiver = await stack.receiver(port);
+    await bobs.getSDP(bob, port);
+    await eventually("bob's receiver decodes frames", () => receiver.frames >= SOME_FRAMES);
+
+    // A stream alice stops is hers no more.
+    await held.pop()!.stop();
+    held.push((await stack.provider.getStream(id, alice))!);
+    await Promise.all([...held, bobs].map((controller) => controller.stop()));
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
+Deno.test("idle: a controller that sends nothing and gets no call closes, its topic too; one whose video ended too", async () => {
+  const IDLE = 1.5;
+  const media = await mediaFolder([COPY_SAMPLE]);
+  await makeClip(`${media}/short_clip.mp4`, 10);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media, [`--IceFlix.Controller.IdleTimeout=${IDLE}`]);
+    await stack.startAuth();
+
+    // Never asked for video.
+    const unused = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), TOKEN))!;
+    const unusedTopic = await unused.getSyncTopic();
+    assert.equal(await stack.topicExists(unusedTopic), true);
+    // Still sending after the idle timeout: a stream that plays is not idle.
+    const playing = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), TOKEN))!;
+    const port = await freePort();
+    const receiver = await stack.receiver(port);
+    await playing.getSDP(TOKEN, port);
+    // The video ends at once.
+    const ended = (await stack.provider.getStream(await sha256sum(`${media}/short_clip.mp4`), TOKEN))!;
+    const endedTopic = await ended.getSyncTopic();
+    await ended.getSDP(TOKEN, await freePort());
+
+    await eventually("the unused controller is gone", () => isGone(unused));
+    await eventually("its topic is destroyed", async () => !(await stack.topicExists(unusedTopic)));
+    await eventually("the end of the short video is logged", () => /short_clip.*reached the end/.test(stack.log));
+    await eventually("the controller whose video ended is gone", () => isGone(ended));
+    await eventually("its topic is destroyed", async () => !(await stack.topicExists(endedTopic)));
+    assert.match(stack.log, new RegExp(`closed \\(idle: no video sent and no call for ${IDLE} s\\)`));
+
+    assert.equal(await isGone(playing), false, "the playing stream is still there");
+    const before = receiver.frames;
+    await eventually("its frames keep arriving", () => receiver.frames > before);
+    await playing.stop();
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
 Deno.test("getSDP: both samples are decoded (copy and re-encode), the SDP plays, a new port moves the stream, stop() ends it", async () => {
   const media = await mediaFolder([COPY_SAMPLE, REENCODE_SAMPLE]);
   const stack = await Stack.start();
@@ -492,22 +616,11 @@ Deno.test("revocation: requestAuthentication on the sync topic; a refresh in tim
   // stream to start, and for the check that a renewed token keeps it going (LIFETIME > the 2.5 s wait below).
   const LIFETIME = 5;
   const media = await mediaFolder([COPY_SAMPLE]);
-  const dir = await scratchDir("test-streaming-");
   const stack = await Stack.start();
-  let auth: Child | undefined;
   try {
     await stack.startStreaming(media, ["--IceFlix.Controller.GracePeriod=1.5"]);
-    const started = await startIceFlixService("auth", [
-      "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
-      stack.icestorm.option,
-      "--IceFlix.Discovery.AnnounceInterval=1",
-      `--IceFlix.Auth.UsersFile=${await writeUsersFile(dir, { alice: "secret" })}`,
-      `--IceFlix.Auth.TokenLifetime=${LIFETIME}`,
-    ]);
-    auth = started.child;
-    await eventually("the streaming service knows the Authenticator", () => /auth service \S+ found/.test(stack.log));
-    const authenticator = IceFlix.AuthenticatorPrx.uncheckedCast(stack.communicator.stringToProxy(started.proxy));
-    const logIn = async () => authenticator.refreshAuthorization("alice", await sha256Hex("secret"));
+    const login = await stack.startAuthenticator({ alice: "secret" }, [`--IceFlix.Auth.TokenLifetime=${LIFETIME}`]);
+    const logIn = () => login("alice");
     // Another client's token, revoked just before this stream's: only the second concerns the stream.
     await logIn();
     const token = await logIn();
@@ -548,10 +661,8 @@ Deno.test("revocation: requestAuthentication on the sync topic; a refresh in tim
       () => /closed \(no new token within 1\.5 s of the revocation\)/.test(stack.log),
     );
   } finally {
-    await auth?.stop();
     await stack.stop();
     await Deno.remove(media, { recursive: true });
-    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -37,7 +37,7 @@ Deno.test("TokenTable: tokens issued in any order expire soonest first, each onc
     const expiryOf = new Map<string, { earliest: number; latest: number }>();
     for (const lifetime of lifetimes) {
       const before = performance.now();
-      const { token } = table.issue("replica-a", lifetime);
+      const { token } = table.issue("replica-a", lifetime, "alice");
       expiryOf.set(token, { earliest: before + lifetime, latest: performance.now() + lifetime });
     }
     assert.equal(expiryOf.size, 200, "every token is new");
@@ -59,8 +59,8 @@ Deno.test("TokenTable: tokens issued in any order expire soonest first, each onc
 Deno.test("TokenTable: a token removed early never expires; the others still do", async () => {
   const { table, expired, expiredCount } = collectingTable();
   try {
-    const removed = table.issue("replica-a", 1).token;
-    const kept = table.issue("replica-a", 5).token;
+    const removed = table.issue("replica-a", 1, "alice").token;
+    const kept = table.issue("replica-a", 5, "alice").token;
     assert.ok(table.isLive(removed));
     assert.ok(table.remove(removed));
     assert.ok(!table.isLive(removed));
@@ -72,20 +72,26 @@ Deno.test("TokenTable: a token removed early never expires; the others still do"
   }
 });
 
-Deno.test("TokenTable: a peer's token is added once, an expired one not at all; grants() lists the live ones", () => {
+Deno.test("TokenTable: a peer's token is added once, an expired one not at all; grants() lists the live ones and their users", () => {
   const { table } = collectingTable();
   try {
-    const grant = { token: "ab".repeat(16), issuer: "replica-b", expiresAt: Date.now() + 60_000 };
+    const grant = { token: "ab".repeat(16), user: "bob", issuer: "replica-b", expiresAt: Date.now() + 60_000 };
     assert.ok(table.add(grant));
     assert.ok(!table.add(grant), "known already");
-    assert.ok(!table.add({ token: "cd".repeat(16), issuer: "replica-b", expiresAt: Date.now() - 1 }), "expired");
+    assert.ok(
+      !table.add({ token: "cd".repeat(16), user: "bob", issuer: "replica-b", expiresAt: Date.now() - 1 }),
+      "expired",
+    );
     assert.ok(table.isLive(grant.token));
-    const own = table.issue("replica-a", 60_000);
+    const own = table.issue("replica-a", 60_000, "alice");
     assert.match(own.token, /^[0-9a-f]{32}$/);
+    assert.equal(table.userOf(own.token), "alice");
+    assert.equal(table.userOf(grant.token), "bob");
+    assert.equal(table.userOf("ef".repeat(16)), undefined, "unknown");
     const grants = table.grants().sort((a, b) => a.issuer.localeCompare(b.issuer));
-    assert.deepEqual(grants.map(({ token, issuer }) => ({ token, issuer })), [
-      { token: own.token, issuer: "replica-a" },
-      { token: grant.token, issuer: "replica-b" },
+    assert.deepEqual(grants.map(({ token, user, issuer }) => ({ token, user, issuer })), [
+      { token: own.token, user: "alice", issuer: "replica-a" },
+      { token: grant.token, user: "bob", issuer: "replica-b" },
     ]);
     assert.ok(grants.every(({ expiresAt }) => expiresAt > Date.now()));
   } finally {

@@ -16,6 +16,8 @@ import { Glacier2, Ice, IceStorm } from "ice";
 import { IceFlix } from "../slice/iceflix.js";
 // @ts-types="../slice/web.d.ts"
 import { IceFlixWeb } from "../slice/web.js";
+// @ts-types="../slice/streams.d.ts"
+import { IceFlixStreams } from "../slice/streams.js";
 
 /** What web.ts tells the page (GET config.json). */
 interface PageConfig {
@@ -54,6 +56,7 @@ const video = $<HTMLVideoElement>("video");
 /** One sentence for what went wrong. */
 function explain(error: unknown): string {
   if (error instanceof UserError) return error.message;
+  if (error instanceof IceFlixStreams.StreamLimitReached) return error.reason;
   if (error instanceof IceFlix.Unauthorized) return "not authorized: the services refused the session (log in again)";
   if (error instanceof IceFlix.TemporaryUnavailable) return "the service is not available now; try again in a moment";
   if (error instanceof IceFlix.WrongMediaId) return `the catalog has no title with id ${error.id}`;
@@ -334,12 +337,17 @@ class WebClient {
     return session.renewal;
   }
 
-  /** Runs `call` with the session's token; a refused token is renewed once (it may have just expired). */
+  /**
+   * Runs `call` with the session's token; a refused token is renewed once (it may have just expired). A stream
+   * limit is no token problem: a new token would be refused the same.
+   */
   async #withToken<T>(session: Session, call: (token: string) => PromiseLike<T>): Promise<T> {
     try {
       return await call(await (session.renewal ?? session.token));
     } catch (error) {
-      if (!(error instanceof IceFlix.Unauthorized) || this.#session !== session) throw error;
+      const refusedToken = error instanceof IceFlix.Unauthorized &&
+        !(error instanceof IceFlixStreams.StreamLimitReached);
+      if (!refusedToken || this.#session !== session) throw error;
       return await call(await this.#renew(session));
     }
   }
