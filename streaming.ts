@@ -110,7 +110,7 @@ export function machineStreamLimit(machine: MachineResources): StreamLimit {
 }
 
 /** This machine's cores (those this process may run on), available memory and descriptor limit. */
-function thisMachine(): MachineResources {
+export function machineResources(): MachineResources {
   // Asked first: a missing permission must not become a prompt. Without it: a small machine's memory.
   const memory = Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" }).state === "granted"
     ? Deno.systemMemoryInfo().available
@@ -603,7 +603,7 @@ export function streamLimits(properties: Ice.Properties, logger: Logger): Stream
   };
   let total: number;
   if (properties.getProperty("IceFlix.Streaming.MaxStreams").trim() === "") {
-    const sized = machineStreamLimit(thisMachine());
+    const sized = machineStreamLimit(machineResources());
     total = sized.streams;
     logger.info(
       `at most ${total} streams at once, sized from the machine (${sized.reasons}; ${sized.bound} is the limit); ` +
