@@ -11,7 +11,7 @@
  * @module
  */
 import { DEFAULT_TOPIC_MANAGER, TOPICS } from "./events.ts";
-import { createLogger, describeError, keepAliveOnStrayErrors, loadProperties } from "./service.ts";
+import { createLogger, describeError, keepAliveOnStrayErrors, loadProperties, secondsProperty } from "./service.ts";
 
 const ROOT = new URL(".", import.meta.url).pathname;
 
@@ -39,6 +39,8 @@ if (import.meta.main) {
     revocationTopic: TOPICS.authenticationStatus,
     // The page takes answers as large as the services send (a search of a large catalog: config/common.config).
     messageSizeMax: properties.getPropertyWithDefault("Ice.MessageSizeMax", "1024"),
+    // The page renews its IceStorm subscriptions as often as the services renew theirs.
+    resubscribeInterval: secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", 5),
   });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;

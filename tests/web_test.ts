@@ -139,6 +139,7 @@ class Platform {
       `--IceFlix.Web.RouterProxy=${this.routerProxy}`,
       `--IceFlix.Client.MainProxy=${main.proxy}`,
       icestorm,
+      interval,
     ]);
     this.children.push(page.child);
     this.pageUrl = page.proxy;
@@ -427,6 +428,24 @@ Deno.test("page: a token that expires and cannot be renewed stops playback when 
     assert.ok(await currentTime(page) < 9, "stopped before the end of the 10 s video");
     assert.equal((await get(url)).status, 403);
     assert.match(platform.streamingLog(), /closed \(no new token within 2 s of the revocation\)/);
+  });
+});
+
+Deno.test("page: after IceStorm restarts with no memory of anyone, the page subscribes again and its stream goes on", async () => {
+  // Tokens live 2 s: every 2 s the stream asks the page for a new one on its sync topic, and ends 2 s after a request
+  // that gets no answer. IceStorm restarts just after one renewal, forgetting every topic and subscriber: the next
+  // request reaches the page only if it has subscribed again (the services do within their 1 s announce interval).
+  await withPage([2, 2, true], async (platform, page) => {
+    await logInAndSelect(page, "test_pattern");
+    await page.click("#play");
+    await eventually("the video plays", async () => await currentTime(page) > 0.3, 20);
+    const renewals = () => platform.streamingLog().match(/authorised again/g)?.length ?? 0;
+    await eventually("the page renews the stream's token", () => renewals() >= 1);
+    await platform.icestorm.restart({ forget: true });
+    const before = renewals();
+    await eventually("the page renews the stream's token after the restart", () => renewals() > before, 15);
+    assert.doesNotMatch(platform.streamingLog(), /closed \(no new token/);
+    assert.equal(await videoProperty<boolean>(page, "paused"), false, "the video goes on");
   });
 });
 

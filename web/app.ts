@@ -28,6 +28,8 @@ interface PageConfig {
   revocationTopic: string;
   /** Ice.MessageSizeMax (KB), as the services have it: large answers (searches) fit. */
   messageSizeMax: string;
+  /** Seconds between renewals of the page's IceStorm subscriptions (the services' announce interval). */
+  resubscribeInterval: number;
 }
 
 /** A logged-in user: the token, and the password's hash to renew it when it expires. */
@@ -251,21 +253,41 @@ class WebClient {
     return this.#adapter!.add(servant, new Ice.Identity(crypto.randomUUID(), this.#category));
   }
 
-  /** Subscribes `subscriber` to IceStorm topic `name` (created if needed); returns how to unsubscribe. */
+  /**
+   * Subscribes `subscriber` to IceStorm topic `name` (created if needed) and keeps it subscribed: the subscription
+   * is made again every `resubscribeInterval` (IceStorm answers AlreadySubscribed while it has it), so it comes back
+   * when IceStorm restarts without its database or drops the page as unreachable. Returns how to unsubscribe.
+   */
   async #subscribe(name: string, subscriber: Ice.ObjectPrx): Promise<() => Promise<void>> {
     const manager = IceStorm.TopicManagerPrx.uncheckedCast(
       this.#communicator!.stringToProxy(this.#config.topicManager),
     );
-    let topic: IceStorm.TopicPrx | null;
-    try {
-      topic = await manager.retrieve(name);
-    } catch (error) {
-      if (!(error instanceof IceStorm.NoSuchTopic)) throw error;
-      topic = await manager.create(name).catch(() => manager.retrieve(name));
-    }
-    await topic!.subscribeAndGetPublisher(new Map(), subscriber);
+    let stopped = false;
+    const subscribe = async () => {
+      let found: IceStorm.TopicPrx | null;
+      try {
+        found = await manager.retrieve(name);
+      } catch (error) {
+        if (!(error instanceof IceStorm.NoSuchTopic)) throw error;
+        found = await manager.create(name).catch(() => manager.retrieve(name));
+      }
+      try {
+        if (!stopped) await found!.subscribeAndGetPublisher(new Map(), subscriber);
+      } catch (error) {
+        if (!(error instanceof IceStorm.AlreadySubscribed)) throw error;
+      }
+      return found!;
+    };
+    let topic = await subscribe();
+    // A failed renewal (IceStorm down) is tried again at the next one.
+    const renewal = setInterval(
+      () => subscribe().then((renewed) => topic = renewed, () => {}),
+      this.#config.resubscribeInterval * 1000,
+    );
     return async () => {
-      await topic!.unsubscribe(subscriber).catch(() => {});
+      stopped = true;
+      clearInterval(renewal);
+      await topic.unsubscribe(subscriber).catch(() => {});
       this.#adapter?.remove(subscriber.ice_getIdentity());
     };
   }
