@@ -9,6 +9,9 @@ import { createHash } from "node:crypto";
 import { Ice } from "ice";
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
+// @ts-types="../slice/streams.d.ts"
+import { IceFlixStreams } from "../slice/streams.js";
+import { TOKEN_OWNER_FACET } from "../authorization.ts";
 import { EventChannel, TOPICS } from "../events.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
@@ -161,9 +164,13 @@ Deno.test("replicas: a token from any is accepted by every one at once; a late o
     }
     await assertAuthorized([a, b], ["0".repeat(32), ""], false);
 
-    // Started after those tokens were issued: it knows them from its first answer on.
+    // Started after those tokens were issued: it knows them from its first answer on, and whose they are (the
+    // streaming services count streams per user).
     const c = await platform.startAuth(30);
     await assertAuthorized([c], tokens, true);
+    const owners = IceFlixStreams.TokenOwnerPrx.uncheckedCast(c.proxy, TOKEN_OWNER_FACET);
+    for (const token of tokens) assert.equal(await owners.userOf(token), "alice");
+    await assert.rejects(owners.userOf("0".repeat(32)), IceFlix.Unauthorized);
     const [fromC] = await platform.logIn(c);
     await assertAuthorized([a, b], [fromC], true);
 
