@@ -6,7 +6,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { BURST_QUIET, FailureThrottle, FREE_FAILURES, LONGEST_WAIT } from "../login_guard.ts";
+import { createHmac, randomBytes } from "node:crypto";
+import { BURST_QUIET, FailureThrottle, FREE_FAILURES, hmacSha256, LONGEST_WAIT } from "../login_guard.ts";
 
 Deno.test("FailureThrottle: free at first, then waits doubling up to the longest, per key", () => {
   const throttle = new FailureThrottle();
@@ -43,4 +44,15 @@ Deno.test("FailureThrottle: attempts at once queue behind each other; success an
   assert.equal(throttle.reserve(keys, later), 0);
   for (let i = 1; i < FREE_FAILURES; i++) assert.deepEqual(throttle.failed(keys, later), []);
   assert.deepEqual(throttle.failed(keys, later), keys, "a new burst is reported again");
+});
+
+Deno.test("hmacSha256: the digests of node:crypto's HMAC-SHA-256, for keys of every length up to a block", () => {
+  for (const length of [0, 1, 16, 32, 63, 64]) {
+    const key = randomBytes(length);
+    const digest = hmacSha256(key);
+    for (const text of ["", "pbkdf2$...\nab12", "ñ".repeat(200)]) {
+      assert.deepEqual(new Uint8Array(digest(text)), new Uint8Array(createHmac("sha256", key).update(text).digest()));
+    }
+  }
+  assert.throws(() => hmacSha256(randomBytes(65)), RangeError);
 });
