@@ -596,6 +596,57 @@ Deno.test({
   },
 });
 
+Deno.test("catalog database: a new journal and every rename are synced into the folder, the journal removed only after", async () => {
+  const folder = await databaseFolder();
+  const trace = `${folder}.strace`;
+  try {
+    // The system calls of a database's life (tests/catalog_sync_probe.ts: open, one edit, close), in order.
+    const output = await new Deno.Command("strace", {
+      args: [
+        ...[
+          "-f",
+          "-y",
+          "-qq",
+          "-o",
+          trace,
+          "-e",
+          "trace=openat,rename,renameat,renameat2,fsync,fdatasync,unlinkat,unlink",
+        ],
+        ...[Deno.execPath(), "run", "-A", `${ROOT}tests/catalog_sync_probe.ts`, folder],
+      ],
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    const calls = (await Deno.readTextFile(trace)).split("\n");
+    /** Where a call starts: the first line at or after `from` that matches. */
+    const start = (pattern: RegExp, from = 0) => {
+      const index = calls.findIndex((line, i) => i >= from && pattern.test(line));
+      assert.ok(index >= 0, `a call matching ${pattern} after line ${from}`);
+      return index;
+    };
+    /** Where the call that starts at `index` has returned (strace says "resumed" when another thread came between). */
+    const end = (index: number) => {
+      if (!calls[index].includes("<unfinished ...>")) return index;
+      const [pid, name] = [calls[index].split(/\s+/)[0], calls[index].split(/\s+/)[1].split("(")[0]];
+      return calls.findIndex((line, i) =>
+        i > index && line.startsWith(`${pid} `) && line.includes(`<... ${name} resumed>`)
+      );
+    };
+    const path = folder.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const folderSync = new RegExp(`fsync\\(\\d+<${path}>\\)`);
+    // The journal is created, then the folder synced, before its first line is synced (and acknowledged).
+    const created = start(/openat\(.*catalog\.json\.journal", [^)]*O_CREAT/);
+    const journalInFolder = start(folderSync, created);
+    assert.ok(end(journalInFolder) < start(/fdatasync\(\d+<[^>]*catalog\.json\.journal>/, created));
+    // Folding: the new file renamed over the old one, the folder synced, and only then the journal removed.
+    const renamed = start(/rename(at2?)?\(.*"[^"]*\/catalog\.json"/);
+    const renameInFolder = start(folderSync, end(renamed));
+    assert.ok(end(renameInFolder) < start(/unlink(at)?\(.*catalog\.json\.journal"/, renamed));
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+    await Deno.remove(trace).catch(() => {});
+  }
+});
+
 Deno.test("catalog: a corrupt database (file or journal) is refused, with a clear error, and left untouched", async () => {
   const folder = await databaseFolder();
   const database = `${folder}/catalog.json`;
