@@ -191,6 +191,7 @@ async function withMain(
   prefix: string[],
   test: (platform: {
     main: Child;
+    auth: { child: Child; port: number };
     catalog: Child;
     mainPrx: IceFlix.MainPrx;
     mainPort: number;
@@ -210,7 +211,8 @@ async function withMain(
   try {
     const common = [icestorm.option, "--IceFlix.Discovery.AnnounceInterval=1"];
     const usersFile = await writeUsersFile(dir, { [ALICE.user]: ALICE.password });
-    children.push((await startIceFlixService("auth", [...common, `--IceFlix.Auth.UsersFile=${usersFile}`])).child);
+    const auth = await startIceFlixService("auth", [...common, `--IceFlix.Auth.UsersFile=${usersFile}`]);
+    children.push(auth.child);
     const database = `--IceFlix.Catalog.DatabaseFile=${dir}/catalog.json`;
     const catalog = (await startIceFlixService("catalog", [...common, database])).child;
     children.push(catalog);
@@ -224,7 +226,8 @@ async function withMain(
     const mainPrx = IceFlix.MainPrx.uncheckedCast(communicator.stringToProxy(main.proxy))
       .ice_invocationTimeout(CLIENT_CALL_TIMEOUT);
     await eventually("Main hands out both services", () => clientSession(mainPrx).then(() => true, () => false));
-    await test({ main: main.child, catalog, mainPrx, mainPort, attack });
+    const authPort = Number(/ -p (\d+)/.exec(auth.proxy)![1]);
+    await test({ main: main.child, auth: { child: auth.child, port: authPort }, catalog, mainPrx, mainPort, attack });
     passed = true;
   } finally {
     await Promise.allSettled(outsiders.map((outsider) => outsider.finish()));
@@ -321,6 +324,48 @@ Deno.test("connections: forged catalog replicas listed at tarpits leave the cata
 outsider: ${JSON.stringify(seen)}`);
     assert.ok((seen["tarpit connections"] ?? 0) > 0, "the catalog reached the tarpits");
     assert.ok(after <= before + DESCRIPTOR_MARGIN, `the catalog holds ${after} descriptors, ${before} at the start`);
+  });
+});
+
+/** The TCP connections process `pid` has open to `port` on this machine (its sockets, found in /proc/net/tcp). */
+function connectionsTo(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    const target = (() => {
+      try {
+        return Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
+      } catch {
+        return ""; // closed meanwhile
+      }
+    })();
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode) inodes.add(inode);
+  }
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  return ["/proc/net/tcp", "/proc/net/tcp6"].flatMap((table) => Deno.readTextFileSync(table).split("\n").slice(1))
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[2]?.endsWith(`:${hexPort}`) && inodes.has(fields[9])).length;
+}
+
+Deno.test("connections: a service that hangs is dropped by Main, and Main's connection to it closed", async () => {
+  await withMain([], async ({ main, auth, mainPrx }) => {
+    const pid = main.process.pid;
+    assert.ok(connectionsTo(pid, auth.port) > 0, "Main is connected to the Authenticator");
+    auth.child.process.kill("SIGSTOP");
+    try {
+      // Main pings it every announce interval (1 s here): it is dropped after the call timeout, its connection closed
+      // then (Ice would otherwise keep it until idle for a minute, the peer being alive and silent).
+      await eventually("Main has closed its connection to the hung Authenticator", () => {
+        return connectionsTo(pid, auth.port) === 0;
+      }, 20);
+      await assert.rejects(mainPrx.getAuthenticator(), IceFlix.TemporaryUnavailable);
+    } finally {
+      auth.child.process.kill("SIGCONT");
+    }
+    await eventually(
+      "Main hands it out again once it answers",
+      () => clientSession(mainPrx).then(() => true, () => false),
+    );
   });
 });
 
