@@ -62,11 +62,12 @@ const DEFAULT_MAX_STREAMS_PER_USER = 4;
 const SENDER_COST = { megabytes: 14, descriptors: 2 };
 
 /**
- * Copy-mode streams per core: each takes about 0.5 % of a core, so these take half of every core and leave the
- * rest for the service, the receivers on the same machine and the other programs (a re-encoded stream costs 14
- * times as much: a folder of non-H.264 videos wants a MaxStreams of its own).
+ * Copy-mode streams per core: each takes about 0.6 % of a core, so these take under half of every core and leave
+ * the rest for the service, receivers on the same machine and the other programs. Measured on 2 cores
+ * (`deno task bench streaming_capacity`): 150 streams at full rate with the receivers on the same machine, 200 not
+ * (CPU). A re-encoded stream costs 14 times as much: a folder of non-H.264 videos wants a MaxStreams of its own.
  */
-const STREAMS_PER_CORE = 100;
+const STREAMS_PER_CORE = 75;
 
 /** What the machine offers, as {@linkcode machineStreamLimit} weighs it. */
 export interface MachineResources {
