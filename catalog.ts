@@ -340,6 +340,9 @@ await runService({
     const database = await CatalogDatabase.open(path, logger, undefined, titleLimits(properties));
     logger.info(`${database.size} title(s) loaded from ${path} in ${Math.round(performance.now() - started)} ms`);
     onShutdown(() => database.close());
+    // The search indexes fill once the catalog is ready (until then searches scan the titles not in them yet).
+    const setUp = Promise.withResolvers<void>();
+    database.indexAfter(setUp.promise);
 
     // The servant's identity is fixed, so its proxy is known before the servant is added.
     const identity = Ice.stringToIdentity("MediaCatalog");
@@ -368,6 +371,8 @@ await runService({
     });
     await discovery.start();
     onShutdown(() => discovery.stop());
+    // After this turn: once runService has activated the adapter and printed the ready line.
+    setTimeout(setUp.resolve, 0);
     return proxy;
   },
 });

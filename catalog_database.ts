@@ -60,8 +60,8 @@ export { searchKey, type TitleInfo, type Version, type VersionedTitle } from "./
 /** The journal is folded into the JSON file once it has this many lines, or as many as there are titles. */
 const MIN_LINES_BEFORE_FOLDING = 1000;
 
-/** Names put into the name indexes per turn of the event loop, after loading (a few ms: requests wait no longer). */
-const NAMES_INDEXED_PER_TURN = 10_000;
+/** Titles put into the name and tag indexes per turn of the event loop after loading (a few ms each). */
+const TITLES_INDEXED_PER_TURN = 10_000;
 
 /** A title in memory. */
 interface StoredTitle {
@@ -106,6 +106,9 @@ export class CatalogDatabase {
   readonly #addingTags = new Map<string, number>();
   /** The next turn of the background fill of the name indexes, while there is one. */
   #indexing: ReturnType<typeof setTimeout> | undefined;
+  /** The fill of the indexes waits for this (see {@linkcode indexAfter}). */
+  #indexAfter: Promise<unknown> = Promise.resolve();
+  #closed = false;
   readonly #indexed = Promise.withResolvers<void>();
 
   private constructor(
@@ -147,7 +150,7 @@ export class CatalogDatabase {
     const journal = await readJournal(`${path}.journal`, logger);
     const database = new CatalogDatabase(path, logger, replica, journal, limits);
     // Nothing is written before every title and edit has been read: a bad one throws with both files untouched.
-    // The names are indexed once the catalog answers (name searches scan the rest until then).
+    // The names and tags are indexed once the catalog answers (searches scan the rest until then).
     for (const id in stored) database.#put(id, parseTitle(path, id, stored[id]), true);
     journal.values.forEach((entry, index) =>
       database.#replay(parseJournalEntry(database.#journal.path, index + 1, entry), index + 1)
@@ -159,11 +162,13 @@ export class CatalogDatabase {
       );
     }
     const loaded = performance.now();
-    database.#indexSomeNames(() => {
+    database.#indexSome(() => {
       // Only worth a line when it took several turns.
-      if (database.size > NAMES_INDEXED_PER_TURN) {
+      if (database.size > TITLES_INDEXED_PER_TURN) {
         logger.info(
-          `${database.size} names indexed for search ${Math.round(performance.now() - loaded)} ms after loading`,
+          `${database.size} names indexed for search ${
+            Math.round(performance.now() - loaded)
+          } ms after loading, with their tags`,
         );
       }
     });
@@ -317,19 +322,31 @@ export class CatalogDatabase {
 
   /** Writes what is pending, folds the journal into the JSON file and closes it (at shutdown). */
   close(): Promise<void> {
+    this.#closed = true;
     clearTimeout(this.#indexing);
     return this.#journal.close();
   }
 
-  /** Resolves once every name is in the name indexes (soon after loading; name searches are right before too). */
+  /**
+   * Holds the background fill of the indexes until `until` resolves: a
+   * service's start comes first (its turns of the fill, between the start's
+   * calls, delayed it by the whole fill). Searches are right meanwhile.
+   */
+  indexAfter(until: Promise<unknown>): void {
+    this.#indexAfter = until;
+  }
+
+  /** Resolves once every title is in the name and tag indexes (soon after loading; searches are right before too). */
   whenIndexed(): Promise<void> {
     return this.#indexed.promise;
   }
 
-  /** Fills the name indexes a part at a time, one part per turn of the event loop, until all names are in. */
-  #indexSomeNames(onDone: () => void): void {
-    const done = this.#names.indexSome(NAMES_INDEXED_PER_TURN);
-    this.#indexing = done ? undefined : setTimeout(() => this.#indexSomeNames(onDone), 0);
+  /** Fills the name and tag indexes a part at a time, one part per turn of the event loop, until all titles are in. */
+  #indexSome(onDone: () => void): void {
+    const done = [this.#names.indexSome(TITLES_INDEXED_PER_TURN), this.#tags.indexSome(TITLES_INDEXED_PER_TURN)]
+      .every(Boolean);
+    const next = () => this.#indexAfter.then(() => this.#closed || this.#indexSome(onDone));
+    this.#indexing = done ? undefined : setTimeout(next, 0);
     if (!done) return;
     this.#indexed.resolve();
     onDone();
@@ -353,8 +370,8 @@ export class CatalogDatabase {
 
   /**
    * Sets title `id` to `title` in memory, indexes included (loading, adding,
-   * merging): its next change. While `loading`, a new name waits to be indexed
-   * by {@linkcode #indexSomeNames}.
+   * merging): its next change. While `loading`, a new name and its tags wait
+   * to be indexed by {@linkcode #indexSome}.
    */
   #put(id: string, title: VersionedTitle, loading = false): void {
     this.#clock = Math.max(this.#clock, latestCounter(title));
@@ -369,7 +386,7 @@ export class CatalogDatabase {
       this.#titles.set(id, known);
     }
     const { keys, states } = winningTags(title.tags);
-    this.#setTags(known, states, keys);
+    this.#setTags(known, states, keys, loading);
     this.#changes.delete(id);
     this.#changes.set(id, ++this.#lastChange);
   }
@@ -381,11 +398,12 @@ export class CatalogDatabase {
   }
 
   /** Gives `title` the tag states `states` (with their search keys), and brings the tag index up to date. */
-  #setTags(title: StoredTitle, states: TagState[], keys: string[]): void {
-    title.states.forEach((state, index) => state.present && this.#tags.delete(title.position, title.keys[index]));
+  #setTags(title: StoredTitle, states: TagState[], keys: string[], loading: boolean): void {
     [title.states, title.keys] = [states, keys];
     title.tags = presentTags(states);
-    states.forEach((state, index) => state.present && this.#tags.add(title.position, keys[index]));
+    // Most titles have no removed tag: their keys are the present ones, shared rather than copied.
+    const present = states.every((state) => state.present) ? keys : keys.filter((_, index) => states[index].present);
+    this.#tags.set(title.position, present, !loading);
   }
 
   /**

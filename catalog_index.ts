@@ -195,22 +195,43 @@ export class NameIndex {
   }
 }
 
-/** Tag search key -> the positions of the titles that have the tag. */
+/**
+ * Tag search key -> the positions of the titles that have the tag. Like the
+ * name index, it may be filled after loading ({@linkcode indexSome}): the
+ * positions not in it yet are scanned.
+ */
 export class TagIndex {
   readonly #byTag = new Map<string, Set<number>>();
+  /** Each position's present tags, as search keys. */
+  readonly #keysOf: (readonly string[])[] = [];
+  /** The positions below this one are in the map; the others are scanned until {@linkcode indexSome}. */
+  #indexed = 0;
 
-  /** Title `position` has the tag with search key `key`. */
-  add(position: number, key: string): void {
-    let positions = this.#byTag.get(key);
-    if (!positions) this.#byTag.set(key, positions = new Set());
-    positions.add(position);
+  /**
+   * Title `position` has (only) the tags with search keys `keys` now; a new
+   * title is the next position. A new one is indexed now if `now` and every
+   * position before it is indexed; otherwise by {@linkcode indexSome}.
+   */
+  set(position: number, keys: readonly string[], now = true): void {
+    const old = this.#keysOf[position];
+    this.#keysOf[position] = keys;
+    if (position < this.#indexed) {
+      // Every tag of an edited title is put in again: it comes last in each of its tags' sets, as it always did.
+      for (const key of old) this.#delete(position, key);
+      for (const key of keys) this.#add(position, key);
+    } else if (now && position === this.#indexed && old === undefined) {
+      this.indexSome(1);
+    }
   }
 
-  /** Title `position` no longer has the tag with search key `key`. */
-  delete(position: number, key: string): void {
-    const positions = this.#byTag.get(key);
-    positions?.delete(position);
-    if (positions?.size === 0) this.#byTag.delete(key);
+  /** Puts up to `count` more positions into the map; returns whether every position is in it. */
+  indexSome(count: number): boolean {
+    const end = Math.min(this.#keysOf.length, this.#indexed + count);
+    for (let position = this.#indexed; position < end; position++) {
+      for (const key of this.#keysOf[position]) this.#add(position, key);
+    }
+    this.#indexed = Math.max(this.#indexed, end);
+    return this.#indexed === this.#keysOf.length;
   }
 
   /**
@@ -218,12 +239,38 @@ export class TagIndex {
    * the tags with search keys `keys`; none for no keys.
    */
   find(keys: string[], all: boolean): number[] {
-    const sets = [...new Set(keys)].map((key) => this.#byTag.get(key) ?? new Set<number>());
-    if (!all) return [...new Set(sets.flatMap((positions) => [...positions]))];
-    if (sets.length === 0) return [];
-    // Every title of the answer is in the smallest set: check only those against the others.
-    sets.sort((a, b) => a.size - b.size);
-    const [smallest, ...others] = sets;
-    return [...smallest].filter((position) => others.every((positions) => positions.has(position)));
+    const distinct = [...new Set(keys)];
+    if (distinct.length === 0) return [];
+    const sets = distinct.map((key) => this.#byTag.get(key) ?? new Set<number>());
+    let found: number[];
+    if (!all) {
+      found = [...new Set(sets.flatMap((positions) => [...positions]))];
+    } else {
+      // Every title of the answer is in the smallest set: check only those against the others.
+      sets.sort((a, b) => a.size - b.size);
+      const [smallest, ...others] = sets;
+      found = [...smallest].filter((position) => others.every((positions) => positions.has(position)));
+    }
+    // The positions not in the map yet come after all those in it.
+    const keysOf = this.#keysOf;
+    for (let position = this.#indexed; position < keysOf.length; position++) {
+      const own = keysOf[position];
+      if (all ? distinct.every((key) => own.includes(key)) : distinct.some((key) => own.includes(key))) {
+        found.push(position);
+      }
+    }
+    return found;
+  }
+
+  #add(position: number, key: string): void {
+    let positions = this.#byTag.get(key);
+    if (!positions) this.#byTag.set(key, positions = new Set());
+    positions.add(position);
+  }
+
+  #delete(position: number, key: string): void {
+    const positions = this.#byTag.get(key);
+    positions?.delete(position);
+    if (positions?.size === 0) this.#byTag.delete(key);
   }
 }

@@ -83,6 +83,7 @@ Deno.test("catalog index: name and tag searches answer as a scan does, through r
       const name = text(1 + Math.floor(random() * 6));
       // Some names wait for indexSome (as when loading), which comes now and then below.
       assert.equal(names.add(searchKey(name), random() < 0.7), titles.length);
+      tagIndex.set(titles.length, [], random() < 0.7);
       titles.push({ name, key: searchKey(name), tags: new Set() });
     } else if (action < 0.6) {
       const position = Math.floor(random() * titles.length);
@@ -92,13 +93,14 @@ Deno.test("catalog index: name and tag searches answer as a scan does, through r
       names.set(position, title.key);
     } else if (action < 0.65) {
       names.indexSome(Math.floor(random() * 20));
+      tagIndex.indexSome(Math.floor(random() * 20));
     } else if (action < 0.8) {
       const position = Math.floor(random() * titles.length);
       const key = searchKey(text(1));
-      if (random() < 0.6) {
-        titles[position].tags.add(key);
-        tagIndex.add(position, key);
-      } else if (titles[position].tags.delete(key)) tagIndex.delete(position, key);
+      const { tags } = titles[position];
+      if (random() < 0.6) tags.add(key);
+      else tags.delete(key);
+      tagIndex.set(position, [...tags]);
     } else {
       // A query: a piece of a name in another case, or random text, or a name whole.
       const name = pick(titles).name;
@@ -120,7 +122,19 @@ Deno.test("catalog index: name and tag searches answer as a scan does, through r
     }
   }
   assert.ok(names.indexed < names.size, "the last queries had names waiting for the trigram lists");
+  assert.equal(tagIndex.indexSome(0), false, "and titles whose tags were waiting for the tag index");
   assert.equal(names.indexSome(Infinity), true);
+  assert.equal(tagIndex.indexSome(Infinity), true);
+  for (let query = 0; query < 200; query++) {
+    const tagQuery = Array.from({ length: 1 + query % 3 }, () => text(1));
+    for (const all of [false, true]) {
+      assert.deepEqual(
+        tagIndex.find(tagQuery.map(searchKey), all).sort((a, b) => a - b),
+        scanByTags(tagQuery, all),
+        `tags ${tagQuery}, all indexed`,
+      );
+    }
+  }
   for (const { name } of titles.slice(0, 200)) {
     const query = name.slice(1, 5);
     assert.deepEqual(

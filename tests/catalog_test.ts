@@ -744,7 +744,7 @@ Deno.test("catalog database: the journal replays in order, a torn last line (cra
   }
 });
 
-Deno.test("catalog database: substring searches are the same while the trigram lists fill after loading and after", async () => {
+Deno.test("catalog database: substring and tag searches are the same while the indexes fill after loading and after", async () => {
   const folder = await databaseFolder();
   const path = `${folder}/catalog.json`;
   const ignore = () => {};
@@ -752,23 +752,43 @@ Deno.test("catalog database: substring searches are the same while the trigram l
   try {
     // More titles than one turn of the background fill takes.
     const titles = Object.fromEntries(
-      Array.from({ length: 25_000 }, (_, i) => [i.toString(16).padStart(64, "0"), { name: `Título ${i}`, tags: [] }]),
+      Array.from(
+        { length: 25_000 },
+        (_, i) => [i.toString(16).padStart(64, "0"), { name: `Título ${i}`, tags: [`t${i % 5}`, `u${i % 3}`] }],
+      ),
     );
     await Deno.writeTextFile(path, JSON.stringify(titles));
     const database = await CatalogDatabase.open(path, quiet);
+    // At once, while most titles wait for the indexes (the first turn of the fill took 10,000): what a scan finds.
+    assert.equal(database.findByName("TÍTULO 2499", false).length, 11, "titles not in the trigram lists yet too");
+    assert.equal(database.findByTags(["T2"], false).length, 5000, "titles not in the tag index yet too");
+    assert.equal(database.findByTags(["t2", "U0"], true).length, 1666, "i % 15 === 12");
     // One title among the names indexed at once, one among those that wait, renamed as the lists fill (an edit is
     // applied once it is on disk, a few turns of the event loop later: the fill may have moved on meanwhile).
     const [low, high] = [7, 24_000].map((i) => i.toString(16).padStart(64, "0"));
     await Promise.all([
       database.rename(low, "Renamed while filling"),
       database.rename(high, "Also renamed while filling"),
+      database.addTags(low, ["nuevo"]),
+      database.removeTags(high, ["T4"]),
+      database.addTags(high, ["nuevo"]),
     ]);
     const queries = ["TÍTULO 2499", "ulo 7", "1", "while fill"];
+    const tagQueries: [string[], boolean][] = [[["T2"], false], [["nuevo"], false], [["t2", "U0"], true], [
+      ["t4", "nuevo"],
+      false,
+    ], [["t4", "nuevo"], true]];
     const early = queries.map((query) => database.findByName(query, false));
+    const earlyTags = tagQueries.map(([tags, all]) => database.findByTags(tags, all));
     assert.deepEqual(early[3], [low, high]);
     assert.equal(early[0].length, 11, "Título 2499 and 24990-24999");
+    assert.deepEqual(earlyTags[1], [low, high]);
+    assert.equal(earlyTags[0].length, 5000);
+    assert.equal(earlyTags[2].length, 1666, "i % 15 === 12");
+    assert.equal(earlyTags[4].length, 0, "t4 removed from the title that has nuevo among the t4 ones");
     await database.whenIndexed();
     assert.deepEqual(queries.map((query) => database.findByName(query, false)), early);
+    assert.deepEqual(tagQueries.map(([tags, all]) => database.findByTags(tags, all)), earlyTags);
     await database.close();
   } finally {
     await Deno.remove(folder, { recursive: true });
