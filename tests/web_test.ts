@@ -272,7 +272,10 @@ Deno.test("http: after a revocation a new token within the grace period keeps th
 
     await eventually("the token is revoked and renewed", () => renewer.requests >= 1, 10);
     assert.equal((await get(abandoned.url, { Range: "bytes=0-9" })).status, 206, "served during the grace period");
-    await eventually("the abandoned URL is refused", async () => (await get(abandoned.url)).status === 403, 15);
+    // Ten bytes, not the whole file: a transfer in progress when the grace period ends is cut, by design.
+    await eventually("the abandoned URL is refused", async () => {
+      return (await get(abandoned.url, { Range: "bytes=0-9" })).status === 403;
+    }, 15);
     assert.equal((await get(renewed.url, { Range: "bytes=0-9" })).status, 206, "the renewed URL is still served");
     assert.match(platform.streamingLog(), /closed \(no new token within 3 s of the revocation\)/);
   } finally {
