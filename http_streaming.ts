@@ -22,6 +22,7 @@ import { IceFlix } from "./slice/iceflix.js";
 import { IceFlixWeb } from "./slice/web.js";
 import { StreamController, type StreamMedia } from "./controller.ts";
 import type { VideoFormat } from "./gstreamer.ts";
+import { connectionAddresses } from "./peer_address.ts";
 import { describeError, type Logger } from "./service.ts";
 
 /** The facet name of the HTTP streaming servant on the StreamProvider object. */
@@ -159,10 +160,14 @@ export async function serveHttpStreaming(options: HttpStreamingOptions): Promise
     );
   }
   const address = await listening.promise;
-  const origin = `http://${
-    address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname
-  }:${address.port}`;
-  logger.info(`videos served over HTTP at ${origin}/media/`);
+  // Listening on every interface (0.0.0.0 or ::, as on IceGrid), a URL names the address the caller reached this
+  // service at: the one address of this host that the caller's network is known to reach.
+  const everyInterface = address.hostname === "0.0.0.0" || address.hostname === "::";
+  const origin = (connection: Ice.Connection | null) => {
+    const hostname = everyInterface ? connectionAddresses(connection).local : address.hostname;
+    return `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${address.port}`;
+  };
+  logger.info(`videos served over HTTP at ${everyInterface ? "every address, port " + address.port : origin(null)}`);
   adapter.addFacet(new HttpStreaming(options, tickets, origin), identity, HTTP_STREAMING_FACET);
   return async () => {
     await server.shutdown();
@@ -173,16 +178,20 @@ export async function serveHttpStreaming(options: HttpStreamingOptions): Promise
 class HttpStreaming extends IceFlixWeb.HttpStreaming {
   readonly #options: HttpStreamingOptions;
   readonly #tickets: Map<string, Ticket>;
-  readonly #origin: string;
+  readonly #origin: (connection: Ice.Connection | null) => string;
 
-  constructor(options: HttpStreamingOptions, tickets: Map<string, Ticket>, origin: string) {
+  constructor(
+    options: HttpStreamingOptions,
+    tickets: Map<string, Ticket>,
+    origin: (connection: Ice.Connection | null) => string,
+  ) {
     super();
     this.#options = options;
     this.#tickets = tickets;
     this.#origin = origin;
   }
 
-  async getHttpStream(mediaId: string, authentication: string): Promise<IceFlixWeb.HttpStream> {
+  async getHttpStream(mediaId: string, authentication: string, current: Ice.Current): Promise<IceFlixWeb.HttpStream> {
     const { adapter, media, getStream } = this.#options;
     const controller = (await getStream(mediaId, authentication))!;
     const found = media(mediaId);
@@ -202,7 +211,7 @@ class HttpStreaming extends IceFlixWeb.HttpStreaming {
     this.#tickets.set(ticket, { mediaId, isOpen, touch });
     // Closed tickets are forgotten; the check is cheap and the table stays as small as the open streams.
     for (const [key, { isOpen }] of this.#tickets) if (!isOpen()) this.#tickets.delete(key);
-    const url = `${this.#origin}/media/${mediaId}?ticket=${ticket}`;
+    const url = `${this.#origin(current.con)}/media/${mediaId}?ticket=${ticket}`;
     return new IceFlixWeb.HttpStream(controller, url, browserMediaType(found.format));
   }
 }

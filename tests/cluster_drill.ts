@@ -37,7 +37,7 @@ import { createLogger, describeError, initializeCommunicator } from "../service.
 import { sha256File } from "../streaming.ts";
 import { sha256Hex } from "../users.ts";
 import { DrillReport } from "../drills.ts";
-import { delay, eventually, ROOT, RtpReceiver } from "../harness.ts";
+import { delay, eventually, PYTHON, ROOT, RtpReceiver } from "../harness.ts";
 
 /** The user cluster_test.ts adds to the checkout's users file before the cluster starts. */
 const USER = "demo";
@@ -256,6 +256,44 @@ async function clientSession(drill: ClusterDrill): Promise<void> {
     "1. each Main answers at its direct proxy Main:tcp -h HOST -p 10010",
     direct.every((failure) => failure === ""),
     direct.join("\n"),
+  );
+}
+
+/**
+ * Check 1, the web client: the page's server on host1 names Glacier2 on host1; through it, over WebSocket, a Python
+ * client does what the page does (log in, search, a video URL); the video comes over HTTP from a streaming host.
+ */
+async function webClient(drill: ClusterDrill): Promise<void> {
+  const page = `http://${address("host1")}:10082/`;
+  const failures: string[] = [];
+  try {
+    const html = await (await fetch(page)).text();
+    if (!html.includes("<html")) failures.push(`the page: ${html.slice(0, 200)}`);
+    const config = await (await fetch(`${page}config.json`)).json() as { router: string; main: string };
+    const client = await new Deno.Command(PYTHON, {
+      args: [`${ROOT}tests/interop/web_client.py`, config.router, config.main, USER, "demo", "test_pattern"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const printed = new TextDecoder().decode(client.stdout).trim();
+    if (!client.success) throw new Error(`web_client.py: ${printed}\n${new TextDecoder().decode(client.stderr)}`);
+    const { url, ids } = JSON.parse(printed) as { url: string; ids: string[] };
+    drill.report.figure(
+      `1. through Glacier2 (${config.router}): ${ids.length} title found, video at ${url.split("?")[0]}`,
+    );
+    if (!config.router.includes(`-h "${address("host1")}"`)) failures.push(`the page's router: ${config.router}`);
+    if (!ids.includes(drill.sampleId)) failures.push(`the search found ${ids}`);
+    const video = await fetch(url, { headers: { Range: "bytes=0-11" } });
+    const head = new TextDecoder().decode(await video.arrayBuffer());
+    if (video.status !== 206 || head.slice(4, 8) !== "ftyp") failures.push(`the video: ${video.status} ${head}`);
+    if (!HOSTS.some((host) => url.startsWith(`http://${address(host)}:`))) failures.push(`the URL's host: ${url}`);
+  } catch (error) {
+    failures.push(describeError(error));
+  }
+  drill.report.check(
+    "1. the web client: the page on host1, Glacier2 over WebSocket (log in, search, a video URL), the video over HTTP",
+    failures.length === 0,
+    failures.join("\n"),
   );
 }
 
@@ -625,6 +663,7 @@ if (import.meta.main) {
   try {
     await drill.start();
     await clientSession(drill);
+    await webClient(drill);
     await serverRestart(drill);
     const load = await hostDeath(drill);
     await hostReturn(drill, load);
