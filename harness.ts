@@ -153,6 +153,8 @@ export class IceStormServer {
   static async #run(port: number, dataDir: string): Promise<Child> {
     const child = new Child(`${ROOT}run_icestorm`, ["--port", String(port), "--data", dataDir]);
     await waitForPort(port);
+    // Until IceBox says its service is ready it ignores SIGTERM (config/icestorm.config): a stop would be lost.
+    await child.line(1);
     return child;
   }
 

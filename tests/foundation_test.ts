@@ -282,6 +282,7 @@ Deno.test("harness: a test process killed by SIGKILL leaves none of its children
     const dataDir = await Deno.makeTempDir({ prefix: "iceflix-orphan-" });
     const icestorm = new Child(ROOT + "run_icestorm", ["--port", String(port), "--data", dataDir]);
     await waitForPort(port);
+    await icestorm.line(1); // "IceStorm ready": before it, IceBox ignores SIGTERM
     console.log(icestorm.process.pid, dataDir);
     await new Promise(() => setInterval(() => {}, 1000));`;
   const testProcess = new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "inherit" })
