@@ -108,7 +108,12 @@ export function parseTitle(path: string, id: string, value: unknown): VersionedT
     name,
     nameVersion: version(nameJson),
     tags: [
-      ...tags.map((tag) => ({ tag, present: true, version: version(tagsJson?.[tag]) })),
+      // Own entries only: a tag may be named like a property every object has ("constructor", "__proto__").
+      ...tags.map((tag) => ({
+        tag,
+        present: true,
+        version: version(tagsJson && Object.hasOwn(tagsJson, tag) ? tagsJson[tag] : undefined),
+      })),
       ...Object.entries(removed ?? {}).map(([tag, json]) => ({ tag, present: false, version: version(json) })),
     ],
   };
@@ -191,7 +196,8 @@ export function titleJson(name: string, nameVersion: Version, tags: string[], st
   for (const { tag, present, version } of states) {
     if (version.counter === 0) continue;
     const field = present ? "tags" : "removed";
-    (versions[field] ??= {})[tag] = versionJson(version);
+    // Without a prototype, a tag named "__proto__" is an entry like any other, not the object's prototype.
+    (versions[field] ??= Object.create(null) as Record<string, VersionJson>)[tag] = versionJson(version);
   }
   if (Object.keys(versions).length > 0) json.versions = versions;
   return json;

@@ -78,12 +78,21 @@ Deno.test("catalog file: titles round-trip through their JSON form; malformed on
     tags: [tag("Drama", true, 5, "r"), tag("plain", true), tag("old", false, 6, "r")],
   };
   const json = titleJson(title.name, title.nameVersion, presentTags(title.tags), title.tags);
-  assert.deepEqual(json, {
+  assert.deepEqual(JSON.parse(JSON.stringify(json)), {
     name: "Uno",
     tags: ["plain", "Drama"],
     versions: { name: [7, "r"], tags: { Drama: [5, "r"] }, removed: { old: [6, "r"] } },
   });
   assert.deepEqual(canonical(parseTitle("f", "id", JSON.parse(JSON.stringify(json)))), canonical(title));
+  // Tags named like the properties of every object round-trip too, versions and all.
+  const odd: VersionedTitle = {
+    name: "Tres",
+    nameVersion: VERSION_ZERO,
+    tags: [tag("__proto__", true, 3, "r"), tag("constructor", true), tag("toString", false, 4, "r")],
+  };
+  const oddText = JSON.stringify(titleJson(odd.name, odd.nameVersion, presentTags(odd.tags), odd.tags));
+  assert.match(oddText, /"__proto__":\[3,"r"\]/);
+  assert.deepEqual(canonical(parseTitle("f", "id", JSON.parse(oddText))), canonical(odd));
   assert.deepEqual(parseTitle("f", "id", { name: "Dos", tags: [] }), {
     name: "Dos",
     nameVersion: VERSION_ZERO,
