@@ -333,12 +333,15 @@ class ReplicaServant extends Replication.CatalogReplica {
   readonly #replication: CatalogReplication;
   readonly #database: CatalogDatabase;
   readonly #context: ServiceContext;
+  /** Refused requests: anyone can send them, so they are logged once per burst, each burst naming the last sender. */
+  readonly #refusals: OncePerBurst;
 
   constructor(replication: CatalogReplication, database: CatalogDatabase, context: ServiceContext) {
     super();
     this.#replication = replication;
     this.#database = database;
     this.#context = context;
+    this.#refusals = new OncePerBurst((message) => context.logger.warn(message));
   }
 
   async changesSince(
@@ -383,7 +386,7 @@ class ReplicaServant extends Replication.CatalogReplica {
     const refusal = await this.#replication.refusal(purpose, from, body, signature);
     if (!refusal) return;
     const origin = current.con?.toString().replace(/\s+/g, " ") ?? "this process";
-    this.#context.logger.warn(`refused ${purpose} from ${from.slice(0, 200)} (${origin}): ${refusal}`);
+    this.#refusals.note(`refused ${purpose} from ${from.slice(0, 200)} (${origin}): ${refusal}`);
     throw new Replication.Refused(refusal);
   }
 }

@@ -270,6 +270,9 @@ Deno.test("trust 3: forged replicas take no part; replayed or misdirected replic
     const seen = await outsider.finish();
     assert.equal(seen.changesSince ?? 0, 0, `a catalog pulled from the forged replica: ${JSON.stringify(seen)}`);
     assert.equal(seen["replay accepted"] ?? 0, 0, `a replayed join was accepted: ${JSON.stringify(seen)}`);
+    // The outsider's forged `changed`, sent every half second, are refused; k's log says so once for the burst.
+    assert.ok((seen["changed refused: Refused"] ?? 0) >= 2, JSON.stringify(seen));
+    assert.equal(k.child.stderr.match(/refused changed from .*MediaCatalog/g)?.length, 1, k.child.stderr);
     await context.events.close();
     void streaming;
   } finally {
