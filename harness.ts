@@ -446,3 +446,38 @@ export async function writeUsersFile(dir: string, passwords: Record<string, stri
   await Deno.writeTextFile(path, JSON.stringify(users), { mode: 0o600 });
   return path;
 }
+
+/**
+ * A streaming service of a benchmark's own: a real IceStorm, the streaming
+ * service on `mediaDir` with both stream caps at `maxStreams`, and the toy
+ * Authenticator (tests/toy_service.ts, user "toy") that it checks tokens
+ * with. Resolves once the service knows the Authenticator; `stop` ends all.
+ */
+export async function startBenchStreaming(mediaDir: string, maxStreams: number) {
+  const icestorm = await IceStormServer.start();
+  const streaming = await startIceFlixService("streaming", [
+    icestorm.option,
+    `--IceFlix.Streaming.MediaDir=${mediaDir}`,
+    `--IceFlix.Streaming.MaxStreams=${maxStreams}`,
+    `--IceFlix.Streaming.MaxStreamsPerUser=${maxStreams}`,
+    "--IceFlix.Discovery.AnnounceInterval=1",
+  ]);
+  const toy = await startService("tests/toy_service.ts", [
+    "--ToyAdapter.Endpoints=tcp -h 127.0.0.1",
+    icestorm.option,
+    "--IceFlix.Discovery.AnnounceInterval=1",
+  ]);
+  const communicator = initializeCommunicator([]);
+  await eventually("the service knows the Authenticator", () => /auth service \S+ found/.test(streaming.child.stderr));
+  return {
+    streaming,
+    provider: IceFlix.StreamProviderPrx.uncheckedCast(communicator.stringToProxy(streaming.proxy)),
+    communicator,
+    stop: async () => {
+      await communicator.destroy();
+      await toy.child.stop();
+      await streaming.child.stop();
+      await icestorm.stop();
+    },
+  };
+}

@@ -14,18 +14,7 @@
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
 import { sha256File } from "../streaming.ts";
-import { initializeCommunicator } from "../service.ts";
-import {
-  Child,
-  delay,
-  eventually,
-  freePort,
-  IceStormServer,
-  ROOT,
-  RtpReceiver,
-  startIceFlixService,
-  startService,
-} from "../harness.ts";
+import { Child, delay, eventually, freePort, ROOT, RtpReceiver, startBenchStreaming } from "../harness.ts";
 import { percentile } from "./stats.ts";
 
 const HASHED_MEGABYTES = 512;
@@ -132,31 +121,13 @@ async function sha256sum(path: string): Promise<string> {
 
 await benchScan();
 
-const icestorm = await IceStormServer.start();
-const streaming = await startIceFlixService("streaming", [
-  icestorm.option,
-  `--IceFlix.Streaming.MediaDir=${ROOT}media`,
-  "--IceFlix.Streaming.MaxStreams=16",
-  "--IceFlix.Streaming.MaxStreamsPerUser=16",
-  "--IceFlix.Discovery.AnnounceInterval=1",
-]);
-const toy = await startService("tests/toy_service.ts", [
-  "--ToyAdapter.Endpoints=tcp -h 127.0.0.1",
-  icestorm.option,
-  "--IceFlix.Discovery.AnnounceInterval=1",
-]);
-const communicator = initializeCommunicator([]);
+const { streaming, provider, stop } = await startBenchStreaming(`${ROOT}media`, 16);
 try {
-  await eventually("the service knows the Authenticator", () => /auth service \S+ found/.test(streaming.child.stderr));
-  const provider = IceFlix.StreamProviderPrx.uncheckedCast(communicator.stringToProxy(streaming.proxy));
   const samples = { copy: "test_pattern.mp4", "re-encode": "bouncing_ball.webm" };
   for (const [mode, file] of Object.entries(samples)) {
     const id = await sha256sum(`${ROOT}media/${file}`);
     for (const count of [1, 8]) await benchStreams(mode, id, count, provider, streaming.child);
   }
 } finally {
-  await communicator.destroy();
-  await toy.child.stop();
-  await streaming.child.stop();
-  await icestorm.stop();
+  await stop();
 }

@@ -23,9 +23,8 @@
 // @ts-types="../slice/iceflix.d.ts"
 import { IceFlix } from "../slice/iceflix.js";
 import dgram from "node:dgram";
-import { initializeCommunicator } from "../service.ts";
 import { machineResources, machineStreamLimit } from "../streaming.ts";
-import { delay, eventually, IceStormServer, scratchDir, startIceFlixService, startService } from "../harness.ts";
+import { delay, scratchDir, startBenchStreaming } from "../harness.ts";
 
 /** The stream counts of the ramp, up to the ceiling. */
 const STEPS = [1, 10, 25, 50, 100, 150, 200, 250, 300, 400];
@@ -125,25 +124,10 @@ const folder = await scratchDir("bench-capacity-");
 await longSample(`${folder}/long_test_pattern.mp4`, CLIP_SECONDS);
 const id = await sha256sum(`${folder}/long_test_pattern.mp4`);
 
-const icestorm = await IceStormServer.start();
-const streaming = await startIceFlixService("streaming", [
-  icestorm.option,
-  `--IceFlix.Streaming.MediaDir=${folder}`,
-  `--IceFlix.Streaming.MaxStreams=${MAX_STREAMS}`,
-  `--IceFlix.Streaming.MaxStreamsPerUser=${MAX_STREAMS}`,
-  "--IceFlix.Discovery.AnnounceInterval=1",
-]);
-const toy = await startService("tests/toy_service.ts", [
-  "--ToyAdapter.Endpoints=tcp -h 127.0.0.1",
-  icestorm.option,
-  "--IceFlix.Discovery.AnnounceInterval=1",
-]);
-const communicator = initializeCommunicator([]);
+const { streaming, provider, stop } = await startBenchStreaming(folder, MAX_STREAMS);
 const counters: PacketCounter[] = [];
 const controllers: IceFlix.StreamControllerPrx[] = [];
 try {
-  await eventually("the service knows the Authenticator", () => /auth service \S+ found/.test(streaming.child.stderr));
-  const provider = IceFlix.StreamProviderPrx.uncheckedCast(communicator.stringToProxy(streaming.proxy));
   const servicePid = streaming.child.process.pid;
   const senderPids = () => [...streaming.child.stderr.matchAll(/gst-launch-1\.0 pid (\d+)/g)].map((m) => Number(m[1]));
 
@@ -217,9 +201,6 @@ try {
 } finally {
   await Promise.all(controllers.map((controller) => controller.stop().catch(() => {})));
   counters.forEach((counter) => counter.close());
-  await communicator.destroy();
-  await toy.child.stop();
-  await streaming.child.stop();
-  await icestorm.stop();
+  await stop();
   await Deno.remove(folder, { recursive: true });
 }
