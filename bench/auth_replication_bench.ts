@@ -40,7 +40,7 @@ import {
   testCommunicator,
   writeUsersFile,
 } from "../harness.ts";
-import { percentile } from "./stats.ts";
+import { cpuSeconds, percentile } from "./stats.ts";
 
 const SECONDS = 3;
 const CALLERS = 8;
@@ -48,8 +48,6 @@ const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
 const LIVE_TOKENS = 50_000;
 const BASE = Deno.env.get("BENCH_BASE");
 const PROFILE = Deno.env.get("BENCH_CPU_PROF");
-/** Linux's clock ticks per second (USER_HZ), the unit of /proc/PID/stat's times. */
-const TICKS_PER_SECOND = 100;
 
 const { communicator } = await testCommunicator();
 const passwordHash = await sha256Hex("bench");
@@ -122,9 +120,7 @@ async function startReplica(tree: Tree): Promise<Replica> {
 
 /** CPU time (ms) process `pid` has used so far, user and system. */
 function cpuMs(pid: number): number {
-  // Fields after the command (which is in parentheses and may hold spaces): utime and stime are the 12th and 13th.
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND;
+  return cpuSeconds(pid) * 1000;
 }
 
 /** CPU time (ms) of all `replicas` so far. */

@@ -15,28 +15,16 @@
 import { IceFlix } from "../slice/iceflix.js";
 import { sha256File } from "../streaming.ts";
 import { Child, delay, eventually, freePort, ROOT, RtpReceiver, startBenchStreaming } from "../harness.ts";
-import { percentile } from "./stats.ts";
+import { cpuSeconds, percentile } from "./stats.ts";
 
 const HASHED_MEGABYTES = 512;
 /** Seconds of streaming over which CPU use is measured (the samples last 10 s). */
 const CPU_WINDOW = 3;
-const CLOCK_TICKS = 100; // USER_HZ on Linux: the unit of utime and stime in /proc/<pid>/stat.
 
 /** Resident set size figures of this process from /proc/self/status (MB). */
 function memory(field: "VmRSS" | "VmHWM"): number {
   const status = Deno.readTextFileSync("/proc/self/status");
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024;
-}
-
-/** CPU time of process `pid` so far, in seconds (0 once it is gone). */
-function cpuSeconds(pid: number): number {
-  try {
-    // Fields after the command name (which may hold spaces, inside parentheses): utime and stime are 14 and 15.
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
 }
 
 async function benchScan(): Promise<void> {

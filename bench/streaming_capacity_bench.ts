@@ -24,7 +24,8 @@
 import { IceFlix } from "../slice/iceflix.js";
 import dgram from "node:dgram";
 import { machineResources, machineStreamLimit } from "../streaming.ts";
-import { delay, scratchDir, startBenchStreaming } from "../harness.ts";
+import { delay, openDescriptors, scratchDir, startBenchStreaming } from "../harness.ts";
+import { cpuSeconds } from "./stats.ts";
 
 /** The stream counts of the ramp, up to the ceiling. */
 const STEPS = [1, 10, 25, 50, 100, 150, 200, 250, 300, 400];
@@ -37,7 +38,6 @@ const WINDOW = 3;
 const FULL_RATE = 0.95;
 /** Seconds of video in the lengthened sample: longer than the whole ramp. */
 const CLIP_SECONDS = 120;
-const CLOCK_TICKS = 100; // USER_HZ on Linux: the unit of the times in /proc/stat and /proc/<pid>/stat.
 
 /** A UDP socket of this process that counts the packets it receives. */
 class PacketCounter {
@@ -69,16 +69,6 @@ function machineTicks(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
-/** CPU seconds of process `pid` so far (0 once it is gone). */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
-}
-
 /** A field of /proc/<pid>/status, in kB (0 if the process is gone). */
 function statusKilobytes(pid: number, field: string): number {
   try {
@@ -98,7 +88,7 @@ const totalMegabytes = Deno.systemMemoryInfo().total / 2 ** 20;
 /** Open descriptors of process `pid`, and its limit. */
 function descriptors(pid: number): { open: number; limit: number } {
   const limit = Number(/^Max open files\s+(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/limits`))![1]);
-  return { open: [...Deno.readDirSync(`/proc/${pid}/fd`)].length, limit };
+  return { open: openDescriptors(pid), limit };
 }
 
 /** Writes the sample (./setup's test_pattern.mp4: same caps and bitrate) lengthened to `seconds`. */
