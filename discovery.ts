@@ -268,7 +268,7 @@ export class Discovery {
         if (!(await own.proxy.ice_invocationTimeout(callTimeout).ice_isA(TYPE_IDS[kind]))) {
           refusal = `its proxy is not a ${TYPE_IDS[kind]}`;
         } else if (!admission) {
-          const proof = await trust.challenge(kind, announced, callTimeout, id);
+          const proof = await trust.challengeOver(kind, own.proxy, callTimeout, id);
           if (typeof proof === "string") refusal = proof;
         }
       }

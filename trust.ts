@@ -173,18 +173,31 @@ export class Trust {
    * @throws Ice.LocalException when the service cannot be reached (it may be starting, or hung: not a refusal)
    */
   async challenge(kind: string, proxy: Ice.ObjectPrx, timeout: number, id?: string): Promise<Claim | string> {
-    const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
     const own = await ownConnection(proxy, timeout);
+    try {
+      return await this.challengeOver(kind, own.proxy, timeout, id);
+    } finally {
+      own.close();
+    }
+  }
+
+  /**
+   * {@linkcode challenge} over `proxy` as it is: for a caller that already
+   * holds it on a connection of its own ({@linkcode ownConnection}; the
+   * connection id is not part of what a proof is bound to).
+   *
+   * @throws Ice.LocalException when the service cannot be reached
+   */
+  async challengeOver(kind: string, proxy: Ice.ObjectPrx, timeout: number, id?: string): Promise<Claim | string> {
+    const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
     let proof: IceFlixTrust.Proof;
     try {
-      proof = await IceFlixTrust.ProverPrx.uncheckedCast(own.proxy, PROVER_FACET).ice_invocationTimeout(timeout)
+      proof = await IceFlixTrust.ProverPrx.uncheckedCast(proxy, PROVER_FACET).ice_invocationTimeout(timeout)
         .prove(nonce);
     } catch (error) {
       if (error instanceof Ice.RequestFailedException) return "it proves nothing (a spec-only service?)";
       if (error instanceof Ice.LocalException) throw error;
       return `no proof (${describeError(error)})`;
-    } finally {
-      own.close();
     }
     if (proof.kind !== kind || (id !== undefined && proof.id !== id)) {
       return `it proves to be ${proof.kind} service ${proof.id}`;
