@@ -162,7 +162,7 @@ export class CatalogDatabase {
       );
     }
     const loaded = performance.now();
-    database.#indexSome(() => {
+    database.#indexLater(() => {
       // Only worth a line when it took several turns.
       if (database.size > TITLES_INDEXED_PER_TURN) {
         logger.info(
@@ -341,13 +341,17 @@ export class CatalogDatabase {
     return this.#indexed.promise;
   }
 
+  /** The next part of the fill, at a later turn of the event loop and once {@linkcode indexAfter} allows it. */
+  #indexLater(onDone: () => void): void {
+    this.#indexing = setTimeout(() => this.#indexAfter.then(() => this.#closed || this.#indexSome(onDone)), 0);
+  }
+
   /** Fills the name and tag indexes a part at a time, one part per turn of the event loop, until all titles are in. */
   #indexSome(onDone: () => void): void {
     const done = [this.#names.indexSome(TITLES_INDEXED_PER_TURN), this.#tags.indexSome(TITLES_INDEXED_PER_TURN)]
       .every(Boolean);
-    const next = () => this.#indexAfter.then(() => this.#closed || this.#indexSome(onDone));
-    this.#indexing = done ? undefined : setTimeout(next, 0);
-    if (!done) return;
+    if (!done) return this.#indexLater(onDone);
+    this.#indexing = undefined;
     this.#indexed.resolve();
     onDone();
   }

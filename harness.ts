@@ -10,6 +10,7 @@ import net from "node:net";
 // @ts-types="./slice/iceflix.d.ts"
 import { IceFlix } from "./slice/iceflix.js";
 import { createObjectAdapter } from "./acceptor.ts";
+import { descriptorLimit } from "./connection_limits.ts";
 import { initializeCommunicator } from "./service.ts";
 import { hashPassword, sha256Hex } from "./users.ts";
 
@@ -363,7 +364,7 @@ export async function startBenchService(
     `${root}${name}.ts`,
     `--Ice.Config=${common ? "config/common.config," : ""}config/${name}.config`,
     ...args,
-  ], { cwd: root, env: { ICEFLIX_DESCRIPTOR_LIMIT: await descriptorLimit } });
+  ], { cwd: root, env: { ICEFLIX_DESCRIPTOR_LIMIT: String(descriptorLimit()) } });
   try {
     return { child, proxy: await child.line(1) };
   } catch (error) {
@@ -371,10 +372,6 @@ export async function startBenchService(
     throw error;
   }
 }
-
-/** This process's soft limit of descriptors, which ./run_service hands the services (Deno cannot read it). */
-const descriptorLimit = new Deno.Command("bash", { args: ["-c", "ulimit -Sn"] }).output()
-  .then(({ stdout }) => new TextDecoder().decode(stdout).trim());
 
 /** Waits until something is bound to UDP `port` on this machine (from Linux's /proc/net/udp). */
 export async function waitForUdpPort(port: number, seconds = 15): Promise<void> {

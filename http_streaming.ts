@@ -202,10 +202,9 @@ class HttpStreaming extends IceFlixWeb.HttpStreaming {
     // The URL lives as long as the controller's servant: removed when it closes, whatever the reason.
     const controllerIdentity = controller.ice_getIdentity();
     const isOpen = () => adapter.find(controllerIdentity) !== null;
-    const touch = () => {
-      const servant = adapter.find(controllerIdentity);
-      if (servant instanceof StreamController) servant.touch();
-    };
+    // Found once: every chunk served counts as activity of this controller (touch does nothing once it closed).
+    const servant = adapter.find(controllerIdentity);
+    const touch = servant instanceof StreamController ? () => servant.touch() : () => {};
     // 122 random bits from the platform CSPRNG.
     const ticket = crypto.randomUUID().replaceAll("-", "");
     this.#tickets.set(ticket, { mediaId, isOpen, touch });

@@ -18,6 +18,7 @@ import { Ice } from "ice";
 import { IceFlix } from "./slice/iceflix.js";
 // @ts-types="./slice/media_holdings.d.ts"
 import { IceFlixMedia } from "./slice/media_holdings.js";
+import { inParallel } from "./in_parallel.ts";
 
 /** The facet of a StreamProvider's object that answers for many ids at once. */
 const HOLDINGS_FACET = "IceFlixMedia";
@@ -135,12 +136,10 @@ async function askBatch(provider: IceFlix.StreamProviderPrx, questions: Question
 }
 
 /** Asks `provider` about each question with `isAvailable`, a few calls in flight at once. */
-async function askEach(provider: IceFlix.StreamProviderPrx, questions: Question[]): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: SPEC_ONLY_IN_FLIGHT }, async () => {
-    while (next < questions.length) {
-      const question = questions[next++];
-      await provider.isAvailable(question.id).then(question.answer, question.fail);
-    }
-  }));
+function askEach(provider: IceFlix.StreamProviderPrx, questions: Question[]): Promise<void> {
+  return inParallel(
+    questions,
+    SPEC_ONLY_IN_FLIGHT,
+    (question) => provider.isAvailable(question.id).then(question.answer, question.fail),
+  );
 }

@@ -34,6 +34,7 @@ import { describeError, type Logger, runService, secondsProperty } from "./servi
 import { serveHttpStreaming } from "./http_streaming.ts";
 import { serveHoldings } from "./media_holdings.ts";
 import { readJsonFile, writeJsonFileAtomic } from "./json_file.ts";
+import { inParallel } from "./in_parallel.ts";
 
 /** The file extensions looked at as videos (lowercase); other files are skipped. */
 export const VIDEO_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -130,14 +131,6 @@ const STATS_IN_FLIGHT = 32;
 
 /** `newMedia` events sent to IceStorm at once: one at a time, 1,000 took about a second. */
 const ANNOUNCEMENTS_IN_FLIGHT = 32;
-
-/** Runs `work` on every item of `items`, at most `limit` at once; resolves when all are done. */
-async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]);
-  }));
-}
 
 /**
  * The lowercase hex SHA-256 of a file's bytes, read in chunks: a file of any

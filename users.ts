@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { timingSafeEqual } from "node:crypto";
 import { dirname } from "node:path";
 import { readJsonFile, writeJsonFileAtomic } from "./json_file.ts";
 
@@ -68,16 +69,14 @@ function fromBase64(text: string): Uint8Array {
 
 /**
  * Whether `passwordHash` is the password of `stored` (a {@linkcode hashPassword}
- * result). The keys are compared byte by byte to the end, whatever the first
- * difference: timing tells nothing.
+ * result). The keys are compared in constant time (`timingSafeEqual`):
+ * timing tells nothing.
  */
 export async function passwordMatches(stored: string, passwordHash: string): Promise<boolean> {
   const [, rounds, salt, expected] = STORED_PASSWORD.exec(stored)!;
   const derived = await derive(passwordHash, fromBase64(salt), Number(rounds));
   const wanted = fromBase64(expected);
-  let difference = derived.length ^ wanted.length;
-  for (let i = 0; i < Math.min(derived.length, wanted.length); i++) difference |= derived[i] ^ wanted[i];
-  return difference === 0;
+  return derived.length === wanted.length && timingSafeEqual(derived, wanted);
 }
 
 /** A users file that is valid JSON but not a map of valid user names to stored passwords. */

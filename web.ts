@@ -91,17 +91,25 @@ if (import.meta.main) {
   const topicManager = properties.getPropertyWithDefault("IceStorm.TopicManager.Proxy", DEFAULT_TOPIC_MANAGER);
   // Only to resolve indirect proxies with the locator (Ice.Default.Locator, as IceGrid gives its servers).
   const communicator = initializeCommunicator([...Deno.args]);
-  const config = async (request: Request) =>
-    JSON.stringify({
+  const fixed = {
+    revocationTopic: TOPICS.authenticationStatus,
+    // The page takes answers as large as the services send (a search of a large catalog: config/common.config).
+    messageSizeMax: properties.getPropertyWithDefault("Ice.MessageSizeMax", "1024"),
+    // The page renews its IceStorm subscriptions as often as the services renew theirs.
+    resubscribeInterval: secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", 5),
+  };
+  const config = async (request: Request) => {
+    const [mainProxy, topicManagerProxy] = await Promise.all([
+      directProxy(communicator, main, logger),
+      directProxy(communicator, topicManager, logger),
+    ]);
+    return JSON.stringify({
       router: routerProxyFor(router, new URL(request.url).hostname),
-      main: await directProxy(communicator, main, logger),
-      topicManager: await directProxy(communicator, topicManager, logger),
-      revocationTopic: TOPICS.authenticationStatus,
-      // The page takes answers as large as the services send (a search of a large catalog: config/common.config).
-      messageSizeMax: properties.getPropertyWithDefault("Ice.MessageSizeMax", "1024"),
-      // The page renews its IceStorm subscriptions as often as the services renew theirs.
-      resubscribeInterval: secondsProperty(properties, "IceFlix.Discovery.AnnounceInterval", 5),
+      main: mainProxy,
+      topicManager: topicManagerProxy,
+      ...fixed,
     });
+  };
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
