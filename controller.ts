@@ -11,7 +11,9 @@
  *   call moves the stream to the new port;
  * - watches topic `AuthenticationStatus`: when its token is revoked (and an
  *   Authenticator confirms it: anyone can publish there) it asks for a new one
- *   and waits `IceFlix.Controller.GracePeriod` seconds; a valid
+ *   (again every quarter of the grace period, since a request published
+ *   while IceStorm restarts reaches nobody) and waits
+ *   `IceFlix.Controller.GracePeriod` seconds; a valid
  *   `refreshAuthentication(token)` in time keeps the stream, otherwise the
  *   controller closes;
  * - is idle while it sends nothing (before the first `getSDP`, or once the
@@ -77,6 +79,8 @@ export class StreamController extends IceFlix.StreamController {
   #sender: RtpSender | undefined;
   #sdpVersion = 0;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Armed during a grace period: publishes the request for a new token again. */
+  #requestTimer: ReturnType<typeof setTimeout> | undefined;
   /** Armed while no sender runs: closes the controller when it has been idle for the idle timeout. */
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
@@ -227,6 +231,7 @@ export class StreamController extends IceFlix.StreamController {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#graceTimer);
+    clearTimeout(this.#requestTimer);
     clearTimeout(this.#idleTimer);
     const { adapter, events, logger } = this.#context;
     // From now on a call to this controller gets Ice.ObjectNotExistException.
@@ -248,6 +253,7 @@ export class StreamController extends IceFlix.StreamController {
     this.#token = token;
     if (this.#graceTimer !== undefined) {
       clearTimeout(this.#graceTimer);
+      clearTimeout(this.#requestTimer);
       this.#graceTimer = undefined;
       this.#context.logger.info(`${this.#description}: authorised again; the stream goes on`);
     }
@@ -261,7 +267,7 @@ export class StreamController extends IceFlix.StreamController {
    */
   async #onRevoked(token: string): Promise<void> {
     if (!this.#concerns(token)) return;
-    const { gracePeriod, discovery, events, logger } = this.#context;
+    const { gracePeriod, discovery, logger } = this.#context;
     try {
       if (await isTokenValid(discovery, token)) {
         logger.warn(`${this.#description}: ignoring a revocation of its token that no Authenticator confirms`);
@@ -280,10 +286,22 @@ export class StreamController extends IceFlix.StreamController {
       () => this.close(`no new token within ${gracePeriod} s of the revocation`),
       gracePeriod * 1000,
     );
+    this.#requestToken();
+  }
+
+  /**
+   * Publishes `requestAuthentication` on the stream's topic, and again every
+   * quarter of the grace period until a valid token comes: a request published
+   * while IceStorm restarts, or before the client has subscribed again after
+   * a restart, reaches nobody, and the stream would end for it.
+   */
+  #requestToken(): void {
+    const { gracePeriod, events } = this.#context;
     events.publish(
       this.topicName,
       (publisher) => IceFlix.StreamerSyncPrx.uncheckedCast(publisher).requestAuthentication(),
     );
+    this.#requestTimer = setTimeout(() => this.#requestToken(), gracePeriod * 250);
   }
 
   /** Whether a revocation of `token` ends this stream unless renewed: the watched token, no grace period running. */

@@ -297,14 +297,15 @@ Deno.test("controller: a forged revoke (published from Python) is ignored, a gen
 
     // The genuine one, when the token expires: the client is asked for a new token, and renews it.
     await eventually("the expiry is revoked", () => platform.revocations.revokedAll([token]), 3 * lifetime);
-    await eventually("the controller asks for a new token", () => sync.requests === 1);
+    await eventually("the controller asks for a new token", () => sync.requests >= 1);
     const [renewed] = await platform.logIn(auth);
     await controller.refreshAuthentication(renewed);
+    const asked = sync.requests;
 
     // No Authenticator left to vouch for the token: a revoke cannot be checked, and stands.
     await auth.child.stop("SIGKILL");
     await forge(renewed);
-    await eventually("the controller asks again", () => sync.requests === 2);
+    await eventually("the controller asks again", () => sync.requests > asked);
     assert.match(streaming.child.stderr, /no Authenticator to confirm a revocation .*; it stands/);
     platform.assertNeverLogged([token, renewed]);
   } finally {
