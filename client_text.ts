@@ -10,6 +10,7 @@ import { IceFlix } from "./slice/iceflix.js";
 // @ts-types="./slice/streams.d.ts"
 import { IceFlixStreams } from "./slice/streams.js";
 import { abbreviate, CommandError } from "./client_commands.ts";
+import { firstLine, refusalReason } from "./service_refusal.ts";
 
 /** A problem the user can act on; its message is shown as it is. */
 export class UserError extends Error {}
@@ -52,22 +53,6 @@ export function describeFailure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** The first line of an `Ice.UnknownException`'s text, without the error type a servant's failure starts with. */
-function firstLine(unknown: string | undefined): string {
-  return (unknown ?? "").split("\n")[0].replace(/^.*?Error: /, "");
-}
-
-/**
- * Whether `error` is a service's deliberate refusal in words: an
- * `Ice.UnknownException` (not one of its kinds that wrap another exception)
- * whose text is one line, not a servant's stack trace.
- */
-function isRefusal(error: unknown): error is Ice.UnknownException {
-  return error instanceof Ice.UnknownException && !(error instanceof Ice.UnknownLocalException) &&
-    !(error instanceof Ice.UnknownUserException) && !(error.unknown ?? "").includes("\n") &&
-    (error.unknown ?? "") !== "";
-}
-
 /**
  * One line that says what went wrong, for the user. `service` names what
  * was called (for TemporaryUnavailable and unreachable services).
@@ -81,7 +66,8 @@ export function explain(error: unknown, service = "a service"): string {
   if (error instanceof IceFlix.WrongMediaId) return `unknown media id ${abbreviate(error.id)} (search again)`;
   if (error instanceof IceFlix.TemporaryUnavailable) return `${service} is temporarily unavailable; try again later`;
   // A refusal that the spec's Slice has no exception for (a limit, a full disk): the service says why in words.
-  if (isRefusal(error)) return `${service} refused: ${firstLine(error.unknown)}`;
+  const refusal = refusalReason(error);
+  if (refusal !== undefined) return `${service} refused: ${refusal}`;
   if (error instanceof Ice.LocalException) return `${service} did not answer (${describeFailure(error)})`;
   return describeFailure(error);
 }

@@ -29,6 +29,11 @@ import {
   writeUsersFile,
 } from "../harness.ts";
 
+// `deno test` alone does not run ./setup, which bundles web/app.ts into the web/app.js the page loads: without this, an
+// edit of the page would be tested on its old bundle. ./setup only checks when the bundle is current (a second).
+const setUp = await new Deno.Command(`${ROOT}setup`, { stdout: "inherit", stderr: "inherit" }).output();
+assert.ok(setUp.success, "./setup failed");
+
 const MP4 = `${ROOT}media/test_pattern.mp4`;
 const WEBM = `${ROOT}media/bouncing_ball.webm`;
 

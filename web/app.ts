@@ -18,6 +18,7 @@ import { IceFlix } from "../slice/iceflix.js";
 import { IceFlixWeb } from "../slice/web.js";
 // @ts-types="../slice/streams.d.ts"
 import { IceFlixStreams } from "../slice/streams.js";
+import { refusalReason } from "../service_refusal.ts";
 
 /** What web.ts tells the page (GET config.json). */
 interface PageConfig {
@@ -66,12 +67,8 @@ function explain(error: unknown): string {
     return "that object is gone (a stream that ended, or a service restarted)";
   }
   // A service's refusal in words, which the Slice has no exception for (a catalog limit, a full disk).
-  if (
-    error instanceof Ice.UnknownException && !(error instanceof Ice.UnknownLocalException) &&
-    !(error instanceof Ice.UnknownUserException) && error.unknown && !error.unknown.includes("\n")
-  ) {
-    return `refused: ${error.unknown}`;
-  }
+  const refusal = refusalReason(error);
+  if (refusal !== undefined) return `refused: ${refusal}`;
   if (error instanceof Ice.Exception) {
     const { reason, unknown } = error as { reason?: string; unknown?: string };
     return `${error.ice_id()}${reason || unknown ? `: ${(reason || unknown)!.split("\n")[0]}` : ""}`;
