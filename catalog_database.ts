@@ -14,16 +14,23 @@
  * journal that does not parse stops the catalog with a clear error, and
  * neither is touched.
  *
+ * Loading keeps each title of the file as `JSON.parse` made it, once checked:
+ * its versioned form (search keys, tag states) is made when an edit or a
+ * merge changes it, and its keys when the background fill of the indexes
+ * reaches it. So a catalog of many titles is ready about when its file is
+ * parsed, and holds little more than the parsed file.
+ *
  * @module
  */
 import { NameIndex, TagIndex } from "./catalog_index.ts";
 import {
   changeJson,
+  checkTitle,
   isObject,
   type JournalEntry,
   notACatalog,
   parseJournalEntry,
-  parseTitle,
+  plainTitle,
   type TitleJson,
   titleJson,
 } from "./catalog_file.ts";
@@ -63,7 +70,7 @@ const MIN_LINES_BEFORE_FOLDING = 1000;
 /** Titles put into the name and tag indexes per turn of the event loop after loading (a few ms each). */
 const TITLES_INDEXED_PER_TURN = 10_000;
 
-/** A title in memory. */
+/** A title in memory, once edited or merged (or read from the file with versions). */
 interface StoredTitle {
   name: string;
   nameVersion: Version;
@@ -73,8 +80,23 @@ interface StoredTitle {
   keys: string[];
   /** The present tags, in the order they were added (those added together in code-point order). */
   tags: string[];
-  /** Where the title is in the name index, and in `#ids`. */
-  position: number;
+  /** The search keys of `tags`. */
+  presentKeys: readonly string[];
+}
+
+/** A title in memory: stored, or as the file had it (no versions; see `checkTitle`), until it changes. */
+type TitleRecord = StoredTitle | TitleJson;
+
+function isStored(record: TitleRecord): record is StoredTitle {
+  return (record as StoredTitle).states !== undefined;
+}
+
+/** `title` as it is kept in memory. */
+function storedTitle(title: VersionedTitle): StoredTitle {
+  const { keys, states } = winningTags(title.tags);
+  // Most titles have no removed tag: their keys are the present ones, shared rather than copied.
+  const presentKeys = states.every((state) => state.present) ? keys : keys.filter((_, index) => states[index].present);
+  return { name: title.name, nameVersion: title.nameVersion, states, keys, tags: presentTags(states), presentKeys };
 }
 
 /**
@@ -90,15 +112,23 @@ export class CatalogDatabase {
   readonly replica: string;
   /** How big a title may grow: edits past these are refused (catalog_limits.ts). */
   readonly limits: TitleLimits;
-  readonly #titles = new Map<string, StoredTitle>();
+  /** Title id -> its position. */
+  readonly #positions = new Map<string, number>();
   /** Title ids by position. */
   readonly #ids: string[] = [];
-  readonly #names = new NameIndex();
+  /** Titles by position. */
+  readonly #records: TitleRecord[] = [];
+  readonly #names = new NameIndex((position) => searchKey(this.#records[position].name));
   /** Tag search key -> the positions of the titles that have it. */
-  readonly #tags = new TagIndex();
+  readonly #tags = new TagIndex((position) => this.#presentKeys(position));
+  /** The titles of the file, the first positions: title `p` has change number `p + 1` unless in `#changes`. */
+  #loaded = 0;
   /** The Lamport clock: the greatest version counter seen, in an edit here or from another replica. */
   #clock = 0;
-  /** Title id -> the number of its latest change, ordered by that number (a changed title moves to the end). */
+  /**
+   * Title id -> the number of its latest change, ordered by that number (a changed title moves to the end), for
+   * the titles changed since loading.
+   */
   readonly #changes = new Map<string, number>();
   #lastChange = 0;
   readonly #journal: JsonJournal;
@@ -124,7 +154,7 @@ export class CatalogDatabase {
     this.#journal = new JsonJournal(`${path}.journal`, {
       ...journal,
       rewrite: () => this.#rewrite(),
-      foldAt: () => Math.max(MIN_LINES_BEFORE_FOLDING, this.#titles.size),
+      foldAt: () => Math.max(MIN_LINES_BEFORE_FOLDING, this.size),
       logger,
     });
   }
@@ -151,7 +181,7 @@ export class CatalogDatabase {
     const database = new CatalogDatabase(path, logger, replica, journal, limits);
     // Nothing is written before every title and edit has been read: a bad one throws with both files untouched.
     // The names and tags are indexed once the catalog answers (searches scan the rest until then).
-    for (const id in stored) database.#put(id, parseTitle(path, id, stored[id]), true);
+    if (stored !== undefined) database.#load(path, stored);
     journal.values.forEach((entry, index) =>
       database.#replay(parseJournalEntry(database.#journal.path, index + 1, entry), index + 1)
     );
@@ -177,24 +207,28 @@ export class CatalogDatabase {
 
   /** How many titles there are. */
   get size(): number {
-    return this.#titles.size;
+    return this.#ids.length;
   }
 
   /** Whether title `id` exists. */
   has(id: string): boolean {
-    return this.#titles.has(id);
+    return this.#positions.has(id);
   }
 
   /** A copy of title `id`'s name and tags, or `undefined` if there is no such title. */
   info(id: string): TitleInfo | undefined {
-    const title = this.#titles.get(id);
-    return title && { name: title.name, tags: [...title.tags] };
+    const position = this.#positions.get(id);
+    if (position === undefined) return undefined;
+    const title = this.#stored(position);
+    return { name: title.name, tags: [...title.tags] };
   }
 
   /** Title `id` with its versions, removed tags included, or `undefined` if there is no such title. */
   versioned(id: string): VersionedTitle | undefined {
-    const title = this.#titles.get(id);
-    return title && { name: title.name, nameVersion: title.nameVersion, tags: [...title.states] };
+    const position = this.#positions.get(id);
+    if (position === undefined) return undefined;
+    const title = this.#stored(position);
+    return { name: title.name, nameVersion: title.nameVersion, tags: [...title.states] };
   }
 
   /**
@@ -205,7 +239,7 @@ export class CatalogDatabase {
    * @throws LimitError if the name is over the limit
    */
   async addTitle(id: string, name: string): Promise<boolean> {
-    if (this.#titles.has(id)) return false;
+    if (this.has(id)) return false;
     this.#refuse(nameRefusal(name, this.limits));
     await this.#commit(id, { name, nameVersion: VERSION_ZERO, tags: [] });
     return true;
@@ -296,14 +330,23 @@ export class CatalogDatabase {
   } {
     const titles: [string, VersionedTitle][] = [];
     let [bytes, last] = [0, after];
-    for (const [id, change] of this.#changes) {
-      // The map is in change order: skip the changes the caller has.
-      if (change <= after) continue;
-      if (titles.length > 0 && bytes >= maxBytes) return { last, titles, complete: false };
+    /** Adds title `id` of change `change`, unless the answer is full. */
+    const added = (id: string, change: number) => {
+      if (titles.length > 0 && bytes >= maxBytes) return false;
       const title = this.versioned(id)!;
       titles.push([id, title]);
       bytes += id.length + title.name.length + 64 + title.tags.reduce((sum, { tag }) => sum + tag.length + 64, 0);
       last = change;
+      return true;
+    };
+    // In change order: the titles of the file not changed since (position p is change p + 1), then the map's.
+    for (let position = Math.max(after, 0); position < this.#loaded; position++) {
+      const id = this.#ids[position];
+      if (!this.#changes.has(id) && !added(id, position + 1)) return { last, titles, complete: false };
+    }
+    for (const [id, change] of this.#changes) {
+      // Skip the changes the caller has.
+      if (change > after && !added(id, change)) return { last, titles, complete: false };
     }
     return { last: Math.max(last, this.#lastChange), titles, complete: true };
   }
@@ -362,9 +405,51 @@ export class CatalogDatabase {
   }
 
   #title(id: string): StoredTitle {
-    const title = this.#titles.get(id);
-    if (!title) throw new RangeError(`no title ${id}`);
-    return title;
+    const position = this.#positions.get(id);
+    if (position === undefined) throw new RangeError(`no title ${id}`);
+    return this.#stored(position);
+  }
+
+  /** Title `position` as stored (made for the moment from the file's form if it has not changed since loading). */
+  #stored(position: number): StoredTitle {
+    const record = this.#records[position];
+    return isStored(record) ? record : storedTitle(plainTitle(record));
+  }
+
+  /**
+   * The search keys of title `position`'s present tags; for a title as the
+   * file had it (all present), those of its non-empty tags (a key twice
+   * changes no search: the tag index holds sets).
+   */
+  #presentKeys(position: number): readonly string[] {
+    const record = this.#records[position];
+    if (isStored(record)) return record.presentKeys;
+    const keys: string[] = [];
+    for (const tag of record.tags) if (tag !== "") keys.push(searchKey(tag));
+    return keys;
+  }
+
+  /**
+   * Takes the titles of the file's object `stored`, checked one by one: those
+   * without versions are kept as they are, the others stored whole.
+   *
+   * @throws Error naming the file and the title if one is not a title
+   */
+  #load(path: string, stored: Record<string, unknown>): void {
+    // The order of for...in, which the catalog always had: each title's position and change number.
+    const ids = Object.keys(stored);
+    for (let position = 0; position < ids.length; position++) {
+      const id = ids[position];
+      const json = stored[id];
+      const versioned = checkTitle(path, id, json);
+      if (versioned) this.#clock = Math.max(this.#clock, latestCounter(versioned));
+      this.#ids.push(id);
+      this.#positions.set(id, position);
+      this.#records.push(versioned ? storedTitle(versioned) : json as TitleJson);
+      this.#names.add(false);
+      this.#tags.add(false);
+    }
+    this.#loaded = this.#lastChange = ids.length;
   }
 
   /** The version of an edit made now, here: newer than every version seen so far. */
@@ -379,35 +464,21 @@ export class CatalogDatabase {
    */
   #put(id: string, title: VersionedTitle, loading = false): void {
     this.#clock = Math.max(this.#clock, latestCounter(title));
-    let known = this.#titles.get(id);
-    if (known) {
-      // A later journal line, or a merge, replaces the title.
-      this.#setName(known, title.name, title.nameVersion);
+    const stored = storedTitle(title);
+    const position = this.#positions.get(id);
+    if (position === undefined) {
+      this.#positions.set(id, this.#ids.push(id) - 1);
+      this.#records.push(stored);
+      this.#names.add(!loading);
+      this.#tags.add(!loading);
     } else {
-      const position = this.#names.add(searchKey(title.name), !loading);
-      known = { name: title.name, nameVersion: title.nameVersion, states: [], keys: [], tags: [], position };
-      this.#ids.push(id);
-      this.#titles.set(id, known);
+      // A later journal line, or a merge, replaces the title.
+      this.#records[position] = stored;
+      this.#names.set(position, searchKey(stored.name));
+      this.#tags.set(position, stored.presentKeys);
     }
-    const { keys, states } = winningTags(title.tags);
-    this.#setTags(known, states, keys, loading);
     this.#changes.delete(id);
     this.#changes.set(id, ++this.#lastChange);
-  }
-
-  #setName(title: StoredTitle, name: string, version: Version): void {
-    title.name = name;
-    title.nameVersion = version;
-    this.#names.set(title.position, searchKey(name));
-  }
-
-  /** Gives `title` the tag states `states` (with their search keys), and brings the tag index up to date. */
-  #setTags(title: StoredTitle, states: TagState[], keys: string[], loading: boolean): void {
-    [title.states, title.keys] = [states, keys];
-    title.tags = presentTags(states);
-    // Most titles have no removed tag: their keys are the present ones, shared rather than copied.
-    const present = states.every((state) => state.present) ? keys : keys.filter((_, index) => states[index].present);
-    this.#tags.set(title.position, present, !loading);
   }
 
   /**
@@ -436,15 +507,14 @@ export class CatalogDatabase {
     if (merged) this.#put(entry.id, merged, true);
   }
 
-  #json(title: StoredTitle): TitleJson {
+  #json(position: number): TitleJson {
+    const title = this.#stored(position);
     return titleJson(title.name, title.nameVersion, title.tags, title.states);
   }
 
   /** Writes the JSON file, one title a line, from memory. */
   async #rewrite(): Promise<void> {
-    const lines = this.#ids.map((id) =>
-      `  ${JSON.stringify(id)}: ${JSON.stringify(this.#json(this.#titles.get(id)!))}`
-    );
+    const lines = this.#ids.map((id, position) => `  ${JSON.stringify(id)}: ${JSON.stringify(this.#json(position))}`);
     await writeTextFileAtomic(this.path, lines.length === 0 ? "{}\n" : `{\n${lines.join(",\n")}\n}\n`);
   }
 }

@@ -73,15 +73,24 @@ function unversionedTags(tags: string[]): TagState[] {
   return states;
 }
 
+/** Whether every element of `list` is a string (a loop: no function made per title). */
+function allStrings(list: unknown[]): boolean {
+  for (let i = 0; i < list.length; i++) if (typeof list[i] !== "string") return false;
+  return true;
+}
+
 /**
- * Reads `value` as title `id` of the file or journal at `path`, checking it
- * is one.
+ * Checks `value` as title `id` of the file or journal at `path`, making
+ * nothing for a title without versions (most of a file): `undefined` says
+ * that `value` itself is one, `{"name": string, "tags": [string, ...]}` with
+ * every tag present at version zero (see {@linkcode parseTitle}). A title
+ * with versions is read whole.
  *
  * @throws Error naming the file, the title and what is wrong
  */
-export function parseTitle(path: string, id: string, value: unknown): VersionedTitle {
+export function checkTitle(path: string, id: string, value: unknown): VersionedTitle | undefined {
   const valid = isObject(value) && hasTitleFields(value) && typeof value.name === "string" &&
-    Array.isArray(value.tags) && value.tags.every((tag) => typeof tag === "string");
+    Array.isArray(value.tags) && allStrings(value.tags);
   if (!valid) {
     throw notACatalog(
       path,
@@ -89,9 +98,9 @@ export function parseTitle(path: string, id: string, value: unknown): VersionedT
         "and nothing else",
     );
   }
-  const { name, tags } = value as unknown as TitleJson;
   const versions = value.versions;
-  if (versions === undefined) return { name, nameVersion: VERSION_ZERO, tags: unversionedTags(tags) };
+  if (versions === undefined) return undefined;
+  const { name, tags } = value as unknown as TitleJson;
   const validVersions = isObject(versions) && (versions.name === undefined || isVersionJson(versions.name)) &&
     isTagVersionsJson(versions.tags) && isTagVersionsJson(versions.removed) &&
     Object.keys(versions).every((field) => ["name", "tags", "removed"].includes(field));
@@ -117,6 +126,21 @@ export function parseTitle(path: string, id: string, value: unknown): VersionedT
       ...Object.entries(removed ?? {}).map(([tag, json]) => ({ tag, present: false, version: version(json) })),
     ],
   };
+}
+
+/**
+ * Reads `value` as title `id` of the file or journal at `path`, checking it
+ * is one.
+ *
+ * @throws Error naming the file, the title and what is wrong
+ */
+export function parseTitle(path: string, id: string, value: unknown): VersionedTitle {
+  return checkTitle(path, id, value) ?? plainTitle(value as TitleJson);
+}
+
+/** A title without versions as the file has it (checked by {@linkcode checkTitle}), with its versions: all zero. */
+export function plainTitle({ name, tags }: TitleJson): VersionedTitle {
+  return { name, nameVersion: VERSION_ZERO, tags: unversionedTags(tags) };
 }
 
 /** A journal line: a change to title `id`, or (journals of before changes were recorded) its whole new state. */

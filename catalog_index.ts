@@ -11,7 +11,10 @@
  * contains the text contains each of its trigrams, so no answer is missed,
  * and the check keeps hash collisions out. Texts shorter than a trigram are
  * scanned, and so are names not in the indexes yet: a catalog that loads many
- * titles answers at once and fills the indexes in the background.
+ * titles answers at once and fills the indexes in the background. Until a
+ * position is in them, its keys are asked of the caller's function whenever
+ * needed (so a loading catalog computes no key before it is ready, and an
+ * edit of a title not indexed yet has nothing to tell the index).
  *
  * @module
  */
@@ -46,42 +49,49 @@ function lowerBound(list: ArrayLike<number>, length: number, value: number): num
 
 /** Name search keys by position, with an exact and a trigram index over them. */
 export class NameIndex {
-  /** The search key of each position's name. */
+  /** The search key of each position's name, for the positions in the indexes (the first ones). */
   readonly #keys: string[] = [];
+  /** The search key of a position's name now, for the positions not in the indexes yet. */
+  readonly #keyOf: (position: number) => string;
   /** Search key -> the positions with that key, ascending (a lone position as a number: most names are unique). */
   readonly #exact = new Map<string, number | number[]>();
   /** Trigram bucket -> ascending positions whose key has a trigram in that bucket (the first `#lengths[b]`). */
   readonly #lists: (Int32Array | undefined)[] = new Array(1 << BUCKET_BITS);
   readonly #lengths = new Int32Array(1 << BUCKET_BITS);
-  /** The positions below this one are in the map and the lists; the others are scanned until {@linkcode indexSome}. */
-  #indexed = 0;
+  #size = 0;
+
+  /** @param keyOf the search key of a position's name as it is now (asked until the position is indexed) */
+  constructor(keyOf: (position: number) => string) {
+    this.#keyOf = keyOf;
+  }
 
   /** How many positions there are. */
   get size(): number {
+    return this.#size;
+  }
+
+  /** How many positions are in the indexes (the first ones). */
+  get indexed(): number {
     return this.#keys.length;
   }
 
-  /** How many positions are in the trigram lists (the first ones). */
-  get indexed(): number {
-    return this.#indexed;
-  }
-
   /**
-   * Appends a name with search key `key`; returns its position. It is
+   * Appends a position (its key comes from `keyOf`); returns it. It is
    * indexed now if `now` and every position before it is indexed;
    * otherwise by {@linkcode indexSome} (loading many names: ready sooner).
    */
-  add(key: string, now = true): number {
-    const position = this.#keys.push(key) - 1;
-    if (now && position === this.#indexed) this.indexSome(1);
+  add(now = true): number {
+    const position = this.#size++;
+    if (now && position === this.#keys.length) this.indexSome(1);
     return position;
   }
 
   /** Puts up to `count` more positions into the indexes; returns whether every position is in them. */
   indexSome(count: number): boolean {
-    const end = Math.min(this.#keys.length, this.#indexed + count);
-    for (let position = this.#indexed; position < end; position++) {
-      const key = this.#keys[position];
+    const end = Math.min(this.#size, this.#keys.length + count);
+    for (let position = this.#keys.length; position < end; position++) {
+      const key = this.#keyOf(position);
+      this.#keys.push(key);
       this.#addExact(key, position);
       for (let start = 0; start + 3 <= key.length; start++) {
         const bucket = bucketOf(key, start);
@@ -91,16 +101,15 @@ export class NameIndex {
         this.#insert(bucket, length, position);
       }
     }
-    this.#indexed = Math.max(this.#indexed, end);
-    return this.#indexed === this.#keys.length;
+    return this.#keys.length === this.#size;
   }
 
-  /** Gives position `position` the search key `key` (a rename). */
+  /** Gives position `position` the search key `key` (a rename; one not indexed yet has it from `keyOf` then). */
   set(position: number, key: string): void {
+    if (position >= this.#keys.length) return;
     const old = this.#keys[position];
     if (old === key) return;
     this.#keys[position] = key;
-    if (position >= this.#indexed) return;
     this.#removeExact(old, position);
     this.#addExact(key, position);
     const [before, after] = [bucketsOf(old), bucketsOf(key)];
@@ -123,9 +132,8 @@ export class NameIndex {
     const indexed = this.#exact.get(key);
     const found = indexed === undefined ? [] : typeof indexed === "number" ? [indexed] : [...indexed];
     // The positions not in the map yet come after all those in it.
-    const keys = this.#keys;
-    for (let position = this.#indexed; position < keys.length; position++) {
-      if (keys[position] === key) found.push(position);
+    for (let position = this.#keys.length; position < this.#size; position++) {
+      if (this.#keyOf(position) === key) found.push(position);
     }
     return found;
   }
@@ -137,7 +145,7 @@ export class NameIndex {
     const found: number[] = [];
     if (key.length < 3) {
       for (let position = 0; position < keys.length; position++) if (keys[position].includes(key)) found.push(position);
-      return found;
+      return this.#scanNotIndexed(key, found);
     }
     let [shortest, shortestLength]: [Int32Array, number] = [new Int32Array(0), Infinity];
     for (let start = 0; start + 3 <= key.length && shortestLength > 0; start++) {
@@ -149,9 +157,13 @@ export class NameIndex {
       const position = shortest[index];
       if (keys[position].includes(key)) found.push(position);
     }
-    // The positions not in the lists yet come after all those in them.
-    for (let position = this.#indexed; position < keys.length; position++) {
-      if (keys[position].includes(key)) found.push(position);
+    return this.#scanNotIndexed(key, found);
+  }
+
+  /** `found` with the positions not in the indexes yet whose key contains `key` (they come after all the others). */
+  #scanNotIndexed(key: string, found: number[]): number[] {
+    for (let position = this.#keys.length; position < this.#size; position++) {
+      if (this.#keyOf(position).includes(key)) found.push(position);
     }
     return found;
   }
@@ -198,40 +210,51 @@ export class NameIndex {
 /**
  * Tag search key -> the positions of the titles that have the tag. Like the
  * name index, it may be filled after loading ({@linkcode indexSome}): the
- * positions not in it yet are scanned.
+ * positions not in it yet are scanned, their keys asked of `keysOf`.
  */
 export class TagIndex {
   readonly #byTag = new Map<string, Set<number>>();
-  /** Each position's present tags, as search keys. */
+  /** Each position's present tags, as search keys, for the positions in the map (the first ones). */
   readonly #keysOf: (readonly string[])[] = [];
-  /** The positions below this one are in the map; the others are scanned until {@linkcode indexSome}. */
-  #indexed = 0;
+  /** A position's present tags as search keys now, for the positions not in the map yet. */
+  readonly #source: (position: number) => readonly string[];
+  #size = 0;
+
+  /** @param keysOf the search keys of a position's present tags as they are now (asked until it is indexed) */
+  constructor(keysOf: (position: number) => readonly string[]) {
+    this.#source = keysOf;
+  }
 
   /**
-   * Title `position` has (only) the tags with search keys `keys` now; a new
-   * title is the next position. A new one is indexed now if `now` and every
-   * position before it is indexed; otherwise by {@linkcode indexSome}.
+   * Appends a position (its keys come from `keysOf`); returns it. It is
+   * indexed now if `now` and every position before it is indexed; otherwise
+   * by {@linkcode indexSome}.
    */
-  set(position: number, keys: readonly string[], now = true): void {
+  add(now = true): number {
+    const position = this.#size++;
+    if (now && position === this.#keysOf.length) this.indexSome(1);
+    return position;
+  }
+
+  /** Title `position` has (only) the tags with search keys `keys` now (one not indexed yet has them from `keysOf`). */
+  set(position: number, keys: readonly string[]): void {
+    if (position >= this.#keysOf.length) return;
     const old = this.#keysOf[position];
     this.#keysOf[position] = keys;
-    if (position < this.#indexed) {
-      // Every tag of an edited title is put in again: it comes last in each of its tags' sets, as it always did.
-      for (const key of old) this.#delete(position, key);
-      for (const key of keys) this.#add(position, key);
-    } else if (now && position === this.#indexed && old === undefined) {
-      this.indexSome(1);
-    }
+    // Every tag of an edited title is put in again: it comes last in each of its tags' sets, as it always did.
+    for (const key of old) this.#delete(position, key);
+    for (const key of keys) this.#add(position, key);
   }
 
   /** Puts up to `count` more positions into the map; returns whether every position is in it. */
   indexSome(count: number): boolean {
-    const end = Math.min(this.#keysOf.length, this.#indexed + count);
-    for (let position = this.#indexed; position < end; position++) {
-      for (const key of this.#keysOf[position]) this.#add(position, key);
+    const end = Math.min(this.#size, this.#keysOf.length + count);
+    for (let position = this.#keysOf.length; position < end; position++) {
+      const keys = this.#source(position);
+      this.#keysOf.push(keys);
+      for (const key of keys) this.#add(position, key);
     }
-    this.#indexed = Math.max(this.#indexed, end);
-    return this.#indexed === this.#keysOf.length;
+    return this.#keysOf.length === this.#size;
   }
 
   /**
@@ -252,9 +275,8 @@ export class TagIndex {
       found = [...smallest].filter((position) => others.every((positions) => positions.has(position)));
     }
     // The positions not in the map yet come after all those in it.
-    const keysOf = this.#keysOf;
-    for (let position = this.#indexed; position < keysOf.length; position++) {
-      const own = keysOf[position];
+    for (let position = this.#keysOf.length; position < this.#size; position++) {
+      const own = this.#source(position);
       if (all ? distinct.every((key) => own.includes(key)) : distinct.some((key) => own.includes(key))) {
         found.push(position);
       }

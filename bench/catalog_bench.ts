@@ -135,8 +135,8 @@ if (Deno.args[0] === "index-memory") {
     return heapUsed + external;
   };
   const before = used();
-  const index = new NameIndex();
-  for (const key of keys) index.add(key);
+  const index = new NameIndex((position) => keys[position]);
+  for (let i = 0; i < count; i++) index.add();
   const bytes = used() - before;
   console.log(
     `${Math.round(bytes / count)} bytes/title (${Math.round(index.indexBytes / count)} of them trigram lists; ` +

@@ -795,6 +795,94 @@ Deno.test("catalog database: substring and tag searches are the same while the i
   }
 });
 
+Deno.test("catalog database: titles kept as the file has them read, search, edit, merge, replicate and rewrite as titles read whole do", async () => {
+  const folder = await databaseFolder();
+  const ignore = () => {};
+  const quiet = { error: ignore, warn: ignore, info: ignore, debug: ignore };
+  // Tags out of order, repeated in another case, empty, more than a few; an id that is an array index; a title
+  // that no edit touches.
+  const titles: Record<string, { name: string; tags: string[] }> = {
+    [ONE]: { name: "Película Uno", tags: ["zeta", "Alfa", "ALFA", "", "río", "ri\u0301o"] },
+    [TWO]: { name: "Dos", tags: [...Array.from({ length: 12 }, (_, i) => `T${11 - i}`), "t3", ""] },
+    "7": { name: "SIETE", tags: [] },
+    [THREE]: { name: "Tres", tags: ["b", "a", "B"] },
+    "ocho": { name: "Ocho", tags: ["y", "X", "x", "a"] },
+  };
+  // The same titles with empty versions: the database reads those whole as it loads, as it once read every title.
+  const whole = Object.fromEntries(Object.entries(titles).map(([id, title]) => [id, { ...title, versions: {} }]));
+  const paths = [`${folder}/plain.json`, `${folder}/whole.json`];
+  await Deno.writeTextFile(paths[0], JSON.stringify(titles));
+  await Deno.writeTextFile(paths[1], JSON.stringify(whole));
+  const fill = Promise.withResolvers<void>();
+  const databases: CatalogDatabase[] = [];
+  for (const path of paths) {
+    databases.push(await CatalogDatabase.open(path, quiet, "replica-a"));
+    // The indexes wait: the first comparison is of titles not in them yet.
+    databases.at(-1)!.indexAfter(fill.promise);
+  }
+  const [plain, reference] = databases;
+  const ids = [...Object.keys(titles), "none"];
+  const compare = (when: string) => {
+    for (const id of ids) {
+      assert.deepEqual(plain.info(id), reference.info(id), `${when}: info of ${id}`);
+      assert.deepEqual(plain.versioned(id), reference.versioned(id), `${when}: versions of ${id}`);
+    }
+    for (const tag of ["alfa", "T3", "RÍO", "t11", "zeta", "x", "nuevo", "", "b"]) {
+      for (const all of [false, true]) {
+        assert.deepEqual(plain.findByTags([tag, "a"], all), reference.findByTags([tag, "a"], all), `${when}: ${tag}`);
+      }
+    }
+    for (const name of ["uno", "película uno", "s", "siete", "tres", "o"]) {
+      for (const exact of [false, true]) {
+        assert.deepEqual(plain.findByName(name, exact), reference.findByName(name, exact), `${when}: ${name}`);
+      }
+    }
+    for (const [after, bytes] of [[0, Infinity], [0, 1], [2, 1], [3, Infinity]]) {
+      assert.deepEqual(plain.changesSince(after, bytes), reference.changesSince(after, bytes), `${when}: changes`);
+    }
+  };
+  /** The ids that `changesSince(after, bytes)` answers, and its last change. */
+  const changes = (after: number, bytes: number) => {
+    const { titles, last, complete } = plain.changesSince(after, bytes);
+    return { ids: titles.map(([id]) => id), last, complete };
+  };
+  try {
+    compare("as loaded");
+    // In the order of the file's object: an array index first.
+    assert.deepEqual(changes(0, Infinity), { ids: ["7", ONE, TWO, THREE, "ocho"], last: 5, complete: true });
+    assert.deepEqual(changes(2, Infinity), { ids: [TWO, THREE, "ocho"], last: 5, complete: true });
+    assert.deepEqual(changes(0, 1), { ids: ["7"], last: 1, complete: false });
+    fill.resolve();
+    await Promise.all(databases.map((database) => database.whenIndexed()));
+    compare("indexed");
+    for (const database of databases) {
+      await database.addTags(ONE, ["alfa", "Nuevo"]);
+      await database.removeTags(TWO, ["t5", "T3"]);
+      await database.rename("7", "Siete");
+      const version = (counter: number) => ({ counter, replica: "replica-b" });
+      await database.merge(THREE, {
+        name: "Tres bis",
+        nameVersion: version(9),
+        tags: [{ tag: "A", present: false, version: version(8) }, { tag: "c", present: true, version: version(7) }],
+      });
+      await database.addTags(THREE, ["nuevo"]);
+    }
+    compare("edited");
+    assert.deepEqual(changes(0, Infinity), { ids: ["ocho", ONE, TWO, "7", THREE], last: 10, complete: true });
+    assert.deepEqual(changes(5, Infinity), { ids: [ONE, TWO, "7", THREE], last: 10, complete: true });
+    assert.deepEqual(changes(4, 1), { ids: ["ocho"], last: 5, complete: false });
+    assert.deepEqual(plain.info(THREE), { name: "Tres bis", tags: ["b", "c", "nuevo"] }, "a plain title merged");
+    for (const database of databases) await database.close();
+    const [folded, folded2] = await Promise.all(paths.map((path) => Deno.readTextFile(path)));
+    assert.equal(folded, folded2, "the journal folded into the same file");
+    const reopened = await CatalogDatabase.open(paths[0], quiet);
+    assert.deepEqual(ids.map((id) => reopened.info(id)), ids.map((id) => reference.info(id)), "and it reads back");
+    await reopened.close();
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
 Deno.test("interop: a Python client searches, reads tiles and edits the catalog", async () => {
   const world = await startWorld();
   await writeDatabase(world.database, {
