@@ -11,6 +11,7 @@
  *
  * 1. the real client (`./run_client`, script mode) finds Main through the
  *    locator, logs in, searches, edits and plays a video sent from another host;
+ *    the web page on host1 works through Glacier2, from Python and in Chromium;
  * 3. a catalog is SIGKILLed: its node starts it again, it serves again, Main
  *    hands it out again and it has the edit made while it was down (at the
  *    end, an Authenticator that IceGrid stops ends cleanly);
@@ -38,6 +39,7 @@ import { sha256File } from "../streaming.ts";
 import { sha256Hex } from "../users.ts";
 import { DrillReport } from "../drills.ts";
 import { delay, eventually, PYTHON, ROOT, RtpReceiver } from "../harness.ts";
+import { currentTime, logIn, openPage, select, state, videoProperty } from "./web_page.ts";
 
 /** The user cluster_test.ts adds to the checkout's users file before the cluster starts. */
 const USER = "demo";
@@ -294,6 +296,37 @@ async function webClient(drill: ClusterDrill): Promise<void> {
     "1. the web client: the page on host1, Glacier2 over WebSocket (log in, search, a video URL), the video over HTTP",
     failures.length === 0,
     failures.join("\n"),
+  );
+  await webPage(drill, page);
+}
+
+/** Check 1, the page itself: Chromium on the client host logs in, finds the sample and plays it from a streaming host. */
+async function webPage(drill: ClusterDrill, url: string): Promise<void> {
+  let failure = "";
+  try {
+    const { page, close } = await openPage(url);
+    try {
+      await logIn(page, USER, "demo");
+      await select(page, "test_pattern");
+      await page.click("#play");
+      await eventually("the page's video plays", async () => await currentTime(page) > 0.3, 20);
+      const source = await videoProperty<string>(page, "currentSrc");
+      if (!HOSTS.some((host) => source.startsWith(`http://${address(host)}:`))) failure = `the video's URL: ${source}`;
+      drill.report.figure(`1. Chromium on the client host plays ${source.split("?")[0]}: ${await state(page)}`);
+    } catch (error) {
+      throw new Error(
+        `${describeError(error)}\nthe page says: ${await state(page)} / ${await page.textContent("#message")}`,
+      );
+    } finally {
+      await close();
+    }
+  } catch (error) {
+    failure = describeError(error);
+  }
+  drill.report.check(
+    "1. the page in Chromium on the client host: log in, search, select, play",
+    failure === "",
+    failure,
   );
 }
 

@@ -61,7 +61,7 @@ Deno.test({
         console.log(`${check.ok ? "ok" : "FAILED"}  ${check.what}`);
         assert.ok(check.ok, `${check.what}\n${check.detail}\ndrill log:\n${new TextDecoder().decode(drill.stderr)}`);
       }
-      assert.equal(report.checks.length, 11);
+      assert.equal(report.checks.length, 12);
     } finally {
       await cluster.stop("SIGTERM");
     }

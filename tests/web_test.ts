@@ -15,7 +15,7 @@ import { HTTP_STREAMING_FACET } from "../http_streaming.ts";
 import { sha256File } from "../streaming.ts";
 import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
-import { chromium, type Page } from "playwright-core";
+import { currentTime, logIn, openPage, type Page, select, state, videoProperty } from "./web_page.ts";
 import {
   Child,
   eventually,
@@ -288,29 +288,6 @@ Deno.test("http: after a revocation a new token within the grace period keeps th
   }
 });
 
-/** Debian's Chromium, headless, with the flags it needs in this closed network (and as root) and a new profile. */
-async function openPage(url: string): Promise<{ page: Page; close: () => Promise<void> }> {
-  const profile = await Deno.makeTempDir({ prefix: "iceflix-chromium-" });
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      ...["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"],
-      ...["--disable-component-update", "--disable-sync"],
-    ],
-  });
-  const page = await context.newPage();
-  await page.goto(url);
-  await page.locator("#state").filter({ hasText: /^connected/ }).waitFor();
-  return {
-    page,
-    close: async () => {
-      await context.close();
-      await Deno.remove(profile, { recursive: true });
-    },
-  };
-}
-
 /**
  * Runs `test` on a platform started with `options` (see {@linkcode Platform.start}) and the page opened on it; then
  * closes the page and stops the platform.
@@ -332,33 +309,10 @@ async function withPage(
   }
 }
 
-/** Logs in as alice, as someone at the page would. */
-async function logIn(page: Page): Promise<void> {
-  await page.fill("#user", "alice");
-  await page.fill("#password", "secret");
-  await page.click("#login-button");
-  await page.locator("#state").filter({ hasText: "user alice" }).waitFor();
-}
-
-/** Searches `name` and selects the result of that name. */
-async function select(page: Page, name: string): Promise<void> {
-  await page.fill("#query", name);
-  await page.selectOption("#mode", "name");
-  await page.click("#search-button");
-  await page.locator("#results li", { hasText: name }).click();
-  await page.locator("#state").filter({ hasText: `selected «${name}»` }).waitFor();
-}
-
 async function logInAndSelect(page: Page, name: string): Promise<void> {
-  await logIn(page);
+  await logIn(page, "alice", "secret");
   await select(page, name);
 }
-
-const state = (page: Page) => page.textContent("#state");
-/** A property of the page's `<video>` element (evaluated in the page: the test has no DOM types). */
-const videoProperty = <T>(page: Page, name: "currentTime" | "currentSrc" | "paused") =>
-  page.evaluate<T>(`document.querySelector("video").${name}`);
-const currentTime = (page: Page) => videoProperty<number>(page, "currentTime");
 
 Deno.test("page: connect, a wrong password refused, log in, search, select, tag, play past 2 s, stop, rename", async () => {
   await withPage([30, 10, true], async (platform, page) => {
@@ -377,7 +331,7 @@ Deno.test("page: connect, a wrong password refused, log in, search, select, tag,
     await page.click("#add-tags");
     await page.locator("#message", { hasText: "log in first to add tags" }).waitFor();
 
-    await logIn(page);
+    await logIn(page, "alice", "secret");
     await page.click("#rename-button");
     await page.locator("#message", { hasText: "select a title first to rename it" }).waitFor();
     await select(page, "bouncing_ball");
@@ -534,7 +488,7 @@ Deno.test("run_iceflix starts Glacier2 and the page with the platform, and stops
     await platform.line(1, 120);
     assert.match(platform.stderr, new RegExp(`the web client: open http://127\\.0\\.0\\.1:${webPort}/`));
     page = await openPage(`http://127.0.0.1:${webPort}/`);
-    await logIn(page.page);
+    await logIn(page.page, "alice", "secret");
     await eventually("a search through the platform's Glacier2 finds the sample", async () => {
       await page!.page.fill("#query", "bouncing");
       await page!.page.click("#search-button");

@@ -19,6 +19,7 @@ import { IceFlixWeb } from "../slice/web.js";
 // @ts-types="../slice/streams.d.ts"
 import { IceFlixStreams } from "../slice/streams.js";
 import { refusalReason } from "../service_refusal.ts";
+import { sha256 } from "./sha256.ts";
 
 /** What web.ts tells the page (GET config.json). */
 interface PageConfig {
@@ -82,10 +83,17 @@ function say(text: string, kind: "info" | "error" = "info"): void {
   message.className = kind;
 }
 
+/** `bytes` in lowercase hex. */
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 /** The lowercase hex SHA-256 of `text`: the only form of the password that leaves the page. */
 async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+  const data = new TextEncoder().encode(text);
+  // Web Crypto exists only in secure contexts: not for a page over plain HTTP from another host.
+  const digest = crypto.subtle ? new Uint8Array(await crypto.subtle.digest("SHA-256", data)) : sha256(data);
+  return hex(digest);
 }
 
 /** Comma-separated words: tags may hold spaces. */
@@ -245,9 +253,16 @@ class WebClient {
     return this.#selection;
   }
 
-  /** A callback object of the page, reachable through the router (its identity is in the session's category). */
+  /**
+   * A callback object of the page, reachable through the router (its identity is in the session's category), named
+   * at random with `getRandomValues`: `crypto.randomUUID`, like Web Crypto, is missing from a page over plain HTTP
+   * from another host.
+   */
   #addCallback(servant: Ice.Object): Ice.ObjectPrx {
-    return this.#adapter!.add(servant, new Ice.Identity(crypto.randomUUID(), this.#category));
+    return this.#adapter!.add(
+      servant,
+      new Ice.Identity(hex(crypto.getRandomValues(new Uint8Array(16))), this.#category),
+    );
   }
 
   /**
@@ -267,6 +282,12 @@ class WebClient {
       } catch (error) {
         if (!(error instanceof IceStorm.NoSuchTopic)) throw error;
         found = await manager.create(name).catch(() => manager.retrieve(name));
+      }
+      // A replicated IceStorm (IceGrid) names its topics by its replica group (`topic.X @ ...TopicManagers`), which
+      // Glacier2's address filter refuses, ending the session: topics live on the TopicManager's own adapter, so
+      // they are reached at its endpoints (web.ts resolved those).
+      if (found!.ice_getEndpoints().length === 0) {
+        found = found!.ice_adapterId("").ice_endpoints(manager.ice_getEndpoints());
       }
       try {
         if (!stopped) await found!.subscribeAndGetPublisher(new Map(), subscriber);
