@@ -15,7 +15,8 @@
  *   while IceStorm restarts reaches nobody) and waits
  *   `IceFlix.Controller.GracePeriod` seconds; a valid
  *   `refreshAuthentication(token)` in time keeps the stream, otherwise the
- *   controller closes;
+ *   controller closes; when IceStorm had lost that subscription, a revoke may
+ *   have been lost with it, so the token is checked then;
  * - is idle while it sends nothing (before the first `getSDP`, or once the
  *   video has ended) and nobody calls it: after `IceFlix.Controller.IdleTimeout`
  *   seconds of that it closes, so a forgotten controller does not hold its
@@ -126,7 +127,11 @@ export class StreamController extends IceFlix.StreamController {
     controller.#revocationListener = adapter.addWithUUID(
       new RevocationListener((revoked) => controller.#onRevoked(revoked)),
     );
-    const subscribed = events.subscribe(TOPICS.authenticationStatus, controller.#revocationListener);
+    const subscribed = events.subscribe(
+      TOPICS.authenticationStatus,
+      controller.#revocationListener,
+      () => controller.#onRevocationsMissed(),
+    );
     try {
       // Created now, so the client can subscribe to it before anything is published there.
       await events.topic(controller.topicName);
@@ -267,7 +272,7 @@ export class StreamController extends IceFlix.StreamController {
    */
   async #onRevoked(token: string): Promise<void> {
     if (!this.#concerns(token)) return;
-    const { gracePeriod, discovery, logger } = this.#context;
+    const { discovery, logger } = this.#context;
     try {
       if (await isTokenValid(discovery, token)) {
         logger.warn(`${this.#description}: ignoring a revocation of its token that no Authenticator confirms`);
@@ -279,9 +284,32 @@ export class StreamController extends IceFlix.StreamController {
         `${this.#description}: no Authenticator to confirm a revocation (${describeError(error)}); it stands`,
       );
     }
+    this.#startGracePeriod(token, "its token was revoked");
+  }
+
+  /**
+   * IceStorm had lost the revocation subscription (a restart without its
+   * database), so a revocation of the token may have been missed: the token
+   * is checked, and the stream goes on only if an Authenticator still accepts
+   * it (or none answers: then nothing says it was revoked).
+   */
+  async #onRevocationsMissed(): Promise<void> {
+    const token = this.#token;
+    if (!this.#concerns(token)) return;
+    try {
+      if (await isTokenValid(this.#context.discovery, token)) return;
+    } catch {
+      return;
+    }
+    this.#startGracePeriod(token, "its token expired while IceStorm had lost the revocations");
+  }
+
+  /** Asks the client for a new token, and closes the stream unless one comes within the grace period. */
+  #startGracePeriod(token: string, why: string): void {
+    const { gracePeriod, logger } = this.#context;
     // The token may have been renewed, or the stream closed, while the Authenticator answered.
     if (!this.#concerns(token)) return;
-    logger.info(`${this.#description}: its token was revoked; asking the client for a new one (${gracePeriod} s)`);
+    logger.info(`${this.#description}: ${why}; asking the client for a new one (${gracePeriod} s)`);
     this.#graceTimer = setTimeout(
       () => this.close(`no new token within ${gracePeriod} s of the revocation`),
       gracePeriod * 1000,

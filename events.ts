@@ -36,6 +36,9 @@ interface Subscription {
   topicName: string;
   subscriber: Ice.ObjectPrx;
   active: boolean;
+  /** Whether the first attempt is over: a subscription made after it has missed events. */
+  firstAttemptDone: boolean;
+  onLost?: () => void;
 }
 
 /**
@@ -122,11 +125,15 @@ export class EventChannel {
    * every {@linkcode maintain} call renews the subscription, so it survives
    * IceStorm restarts and IceStorm dropping a subscriber it could not reach.
    * Resolves once the first attempt is done (failure included: it is retried).
+   *
+   * @param onLost called when a renewal finds the subscription gone and makes it again, or makes it at last after
+   *   the first attempt failed: the events published meanwhile never reached `subscriber`
    */
-  async subscribe(topicName: string, subscriber: Ice.ObjectPrx): Promise<void> {
-    const subscription = { topicName, subscriber, active: true };
+  async subscribe(topicName: string, subscriber: Ice.ObjectPrx, onLost?: () => void): Promise<void> {
+    const subscription: Subscription = { topicName, subscriber, active: true, firstAttemptDone: false, onLost };
     this.#subscriptions.push(subscription);
     await this.#renew(subscription);
+    subscription.firstAttemptDone = true;
   }
 
   /** Ends the subscription of `subscriber` to `topicName`, here and in IceStorm. */
@@ -180,6 +187,7 @@ export class EventChannel {
       await topic.subscribeAndGetPublisher(new Map(), subscription.subscriber);
       this.#logger.debug(`subscribed to ${subscription.topicName}`);
       this.#markReachable();
+      if (subscription.firstAttemptDone) subscription.onLost?.();
     } catch (error) {
       if (error instanceof IceStorm.AlreadySubscribed) {
         this.#markReachable();

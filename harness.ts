@@ -161,10 +161,12 @@ export class IceStormServer {
 
   /**
    * Kills IceStorm (SIGKILL) and starts it again on the same port; with
-   * `forget`, its stored topics and subscribers are wiped as well.
+   * `forget`, its stored topics and subscribers are wiped as well. `whileDown`
+   * runs before it starts again.
    */
-  async restart(options: { forget?: boolean } = {}): Promise<void> {
+  async restart(options: { forget?: boolean; whileDown?: () => Promise<void> } = {}): Promise<void> {
     await this.#child.stop("SIGKILL");
+    await options.whileDown?.();
     if (options.forget) {
       await Deno.remove(this.dataDir, { recursive: true });
       await Deno.mkdir(this.dataDir);

@@ -703,6 +703,37 @@ Deno.test("revocation: a client that subscribes only after the request was publi
   }
 });
 
+Deno.test("revocation: a token that expires while IceStorm is down (its revoke lost) is checked once IceStorm is back", async () => {
+  const LIFETIME = 3;
+  const media = await mediaFolder([COPY_SAMPLE]);
+  const stack = await Stack.start();
+  try {
+    await stack.startStreaming(media, ["--IceFlix.Controller.GracePeriod=1"]);
+    const login = await stack.startAuthenticator({ alice: "secret" }, [`--IceFlix.Auth.TokenLifetime=${LIFETIME}`]);
+    const token = await login("alice");
+    const controller = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), token))!;
+    const port = await freePort();
+    const receiver = await stack.receiver(port);
+    await controller.getSDP(token, port);
+    await eventually("frames arrive", () => receiver.frames >= SOME_FRAMES);
+
+    // The token expires while IceStorm is down, so its revoke reaches nobody; IceStorm comes back with no memory.
+    await stack.icestorm.restart({ forget: true, whileDown: () => delay((LIFETIME + 2) * 1000) });
+    await eventually(
+      "the controller finds its token expired once it has subscribed again",
+      () => /its token expired while IceStorm had lost the revocations/.test(stack.log),
+      10,
+    );
+    await eventually(
+      "with nobody to renew it, the stream ends",
+      () => /closed \(no new token within 1 s/.test(stack.log),
+    );
+  } finally {
+    await stack.stop();
+    await Deno.remove(media, { recursive: true });
+  }
+});
+
 Deno.test("interop: a Python client opens a stream, gets the SDP, receives video and stops it", async () => {
   const media = await mediaFolder([COPY_SAMPLE]);
   const stack = await Stack.start();
