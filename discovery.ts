@@ -20,13 +20,20 @@ import { IceFlix } from "./slice/iceflix.js";
 import { TOPICS } from "./events.ts";
 import { OncePerBurst } from "./log.ts";
 import { describeError, type ServiceContext } from "./service.ts";
-import { bindingOf, ownConnection } from "./trust.ts";
+import { bindingOf, hostAndPort, ownConnection } from "./trust.ts";
 
 /**
  * Announcements checked at once, at most: a flood of forged ones costs bounded work and connections, and the ones
  * left over are heard again at their next announcement.
  */
 const MAX_PENDING_CHECKS = 32;
+
+/**
+ * Checks at once, beside those, of announcements whose every endpoint is on a host known to run IceFlix services
+ * (this one, or one where a service proved the secret): a flood of forged announcements at tarpits elsewhere fills
+ * the 32 and would leave a new service unfound, but a tarpit on one of these hosts would need a process there.
+ */
+const MAX_KNOWN_HOST_CHECKS = 8;
 
 /** How long an announcement that failed its check is ignored without a new check (ms), and how many are kept. */
 const REFUSAL_MEMORY = { ms: 60_000, entries: 4096 };
@@ -97,6 +104,10 @@ export class Discovery {
   readonly #waiting: Record<ServiceKind, (() => void)[]> = { auth: [], catalog: [], media: [] };
   /** Announcements being checked, by kind, id and proxy. */
   readonly #checking = new Map<string, Promise<void>>();
+  /** How many of those have all their endpoints on {@linkcode #knownHosts}. */
+  #checkingOnKnownHosts = 0;
+  /** The hosts of this service's own endpoints, and of every service that proved the secret. */
+  readonly #knownHosts = new Set<string>();
   /** Announcements that failed their check (kind, id and proxy), with when. */
   readonly #refused = new Map<string, number>();
   /** Per kind, the ids admitted without proof (spec-only services the operator let in). */
@@ -115,6 +126,7 @@ export class Discovery {
     this.#context = context;
     this.#self = self;
     this.#refusals = new OncePerBurst((message) => context.logger.warn(message));
+    this.#addHosts(context.adapter.createProxy(Ice.stringToIdentity("endpoints")));
     if (self) context.trust.serveProofs(context.adapter, { kind: self.kind, id: this.id }, self.proxy);
   }
 
@@ -215,13 +227,32 @@ export class Discovery {
     let check = this.#checking.get(key);
     if (check) return check;
     if (this.#isKnownOrRefused(kind, id, proxy, key)) return Promise.resolve();
-    if (this.#checking.size >= MAX_PENDING_CHECKS) {
-      this.#context.logger.debug(`ignoring ${kind} announcement ${id} for now: ${MAX_PENDING_CHECKS} checks under way`);
+    const onKnownHosts = this.#onKnownHosts(proxy);
+    const others = this.#checking.size - this.#checkingOnKnownHosts;
+    if (onKnownHosts ? this.#checkingOnKnownHosts >= MAX_KNOWN_HOST_CHECKS : others >= MAX_PENDING_CHECKS) {
+      this.#context.logger.debug(`ignoring ${kind} announcement ${id} for now: the checks are all under way`);
       return Promise.resolve();
     }
-    check = this.#check(kind, id, proxy, key).finally(() => this.#checking.delete(key));
+    if (onKnownHosts) this.#checkingOnKnownHosts++;
+    check = this.#check(kind, id, proxy, key).finally(() => {
+      this.#checking.delete(key);
+      if (onKnownHosts) this.#checkingOnKnownHosts--;
+    });
     this.#checking.set(key, check);
     return check;
+  }
+
+  /** Whether `proxy` has endpoints, and all of them are on known hosts. */
+  #onKnownHosts(proxy: Ice.ObjectPrx): boolean {
+    const endpoints = proxy.ice_getEndpoints();
+    return endpoints.length > 0 && endpoints.every((endpoint) => this.#knownHosts.has(hostAndPort(endpoint).host));
+  }
+
+  #addHosts(proxy: Ice.ObjectPrx): void {
+    for (const endpoint of proxy.ice_getEndpoints()) {
+      const { host } = hostAndPort(endpoint);
+      if (host !== "") this.#knownHosts.add(host);
+    }
   }
 
   /**
@@ -296,6 +327,7 @@ export class Discovery {
       logger.warn(`${kind} service ${id} at ${proxy} admitted without proof (${admission})`);
     } else {
       logger.info(`${kind} service ${id} found`);
+      this.#addHosts(proxy);
     }
     for (const listener of this.#listeners) listener(kind, id, proxy);
     this.#waiting[kind].splice(0).forEach((wake) => wake());

@@ -276,7 +276,7 @@ export class Trust {
 }
 
 /** The host and port of an IP endpoint (others: empty host). */
-function hostAndPort(endpoint: Ice.Endpoint): { host: string; port: number } {
+export function hostAndPort(endpoint: Ice.Endpoint): { host: string; port: number } {
   let info: Ice.EndpointInfo | null = endpoint.getInfo();
   while (info && !(info instanceof Ice.IPEndpointInfo)) info = info.underlying;
   return info ? { host: info.host, port: info.port } : { host: "", port: -1 };

@@ -196,6 +196,8 @@ async function withMain(
     mainPrx: IceFlix.MainPrx;
     mainPort: number;
     attack: (name: string, args: string[]) => Promise<Outsider>;
+    /** Starts one more IceFlix service on the platform's IceStorm (stopped with the rest). */
+    start: (name: string, args: string[]) => Promise<Child>;
   }) => Promise<void>,
 ): Promise<void> {
   const icestorm = await IceStormServer.start();
@@ -227,7 +229,19 @@ async function withMain(
       .ice_invocationTimeout(CLIENT_CALL_TIMEOUT);
     await eventually("Main hands out both services", () => clientSession(mainPrx).then(() => true, () => false));
     const authPort = Number(/ -p (\d+)/.exec(auth.proxy)![1]);
-    await test({ main: main.child, auth: { child: auth.child, port: authPort }, catalog, mainPrx, mainPort, attack });
+    const start = async (name: string, args: string[]) => {
+      children.push((await startIceFlixService(name, [...common, ...args])).child);
+      return children.at(-1)!;
+    };
+    await test({
+      main: main.child,
+      auth: { child: auth.child, port: authPort },
+      catalog,
+      mainPrx,
+      mainPort,
+      attack,
+      start,
+    });
     passed = true;
   } finally {
     await Promise.allSettled(outsiders.map((outsider) => outsider.finish()));
@@ -307,6 +321,24 @@ client sessions; outsider: ${JSON.stringify(seen)}`);
     // The burst is one warning that names the first; the others are counted for a summary a minute later.
     assert.match(main.stderr, /ignoring auth announcement \S+ at .*: it proves nothing/);
     assert.equal(count(main.stderr, /ignoring \S+ announcement/), 1, "one line for the burst of refusals");
+  });
+});
+
+Deno.test("connections: a flood at tarpits on another host fills Main's checks, yet a new service here is found", async () => {
+  await withMain([], async ({ main, attack, start }) => {
+    // 300 forged announcements every half second at tarpits on 127.0.0.3, each holding a check for the call timeout:
+    // far more than Main's 32 checks at once. 127.0.0.1, where Main and the services run, is a known host.
+    const outsider = await attack("tarpit", ["300", "0", "127.0.0.3"]);
+    const dir = await scratchDir("test-connections-");
+    try {
+      const catalog = await start("catalog", [`--IceFlix.Catalog.DatabaseFile=${dir}/catalog.json`]);
+      const id = /announcing itself as catalog service (\S+)/.exec(catalog.stderr)![1];
+      await eventually("Main finds the new catalog", () => main.stderr.includes(`catalog service ${id} found`), 20);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    const seen = await outsider.finish();
+    assert.ok((seen["tarpit connections"] ?? 0) > 32, `the tarpits held Main's checks: ${JSON.stringify(seen)}`);
   });
 });
 

@@ -10,8 +10,9 @@ Usage: outsider.py ATTACK TOPIC_MANAGER_PROXY [ARGUMENTS...]
            AUTH_REPLICA
   reflect CONTROLLER TOKEN PORT  getSDP through IceStorm (the controller subscribed to a topic) and directly
   provider PORT MEDIA_ID      a spec-only StreamProvider (a third party's) on PORT, announced, holding MEDIA_ID
-  tarpit FORGED FAKES         FORGED announcements (Authenticators, catalogs, providers by turns) at two tarpits, one
-                              that accepts connections and never sends a byte, one that sends Ice's ValidateConnection
+  tarpit FORGED FAKES [HOST]  FORGED announcements (Authenticators, catalogs, providers by turns) at two tarpits on
+                              HOST (127.0.0.1 unless given), one that accepts connections and never sends a byte,
+                              one that sends Ice's ValidateConnection
                               and then nothing, each proxy with its own endpoint timeout (an hour and more: every
                               announcement makes a connection of its own); FAKES fake Authenticators that answer but
                               prove nothing, each under its own id
@@ -20,7 +21,7 @@ Usage: outsider.py ATTACK TOPIC_MANAGER_PROXY [ARGUMENTS...]
                               it times out), each with its own endpoint timeout; taken off the topic once quiet
   idle PORT COUNT             COUNT TCP connections to PORT that send nothing, from 127.0.0.2 to 127.0.0.11 by turns;
                               each one the server closes is opened again a second later
-Prints "ready" once the attack is under way, keeps it up (announcing again every half second) until a line "quiet"
+Prints "ready" once the attack is under way, keeps it up (every announcement again each half second) until a line "quiet"
 (announcements, listings and the idle flood stop; the tarpits keep what they hold) or the end of stdin; at the end of stdin
 prints what it saw as one JSON line and exits.
 """
@@ -143,10 +144,10 @@ class ReplayingTokenReplica(IceFlixAuthReplication.TokenReplica):
 VALIDATE_CONNECTION = b"IceP" + bytes([1, 0, 1, 0, 3, 0]) + struct.pack("<i", 14)
 
 
-def tarpit(validate):
-    """A listening socket on a free loopback port that accepts and keeps every connection, and answers nothing
+def tarpit(validate, host="127.0.0.1"):
+    """A listening socket on a free port of `host` that accepts and keeps every connection, and answers nothing
     (after a ValidateConnection, if `validate`); returns its port."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    server = socket.create_server((host, 0), backlog=1024)
     held = []
 
     def accept():
@@ -329,8 +330,9 @@ def main():
             rounds.append(lambda: availability.mediaService(provider, provider_id))
             rounds.append(lambda: media_topic.newMedia(media_id, "A third party's title", provider_id))
         elif attack == "tarpit":
-            forged, fakes = (int(argument) for argument in arguments)
-            ports = [tarpit(validate=False), tarpit(validate=True)]
+            forged, fakes = (int(argument) for argument in arguments[:2])
+            host = arguments[2] if len(arguments) > 2 else "127.0.0.1"
+            ports = [tarpit(validate=False, host=host), tarpit(validate=True, host=host)]
             kinds = [
                 (IceFlix.AuthenticatorPrx, availability.authenticationService),
                 (IceFlix.MediaCatalogPrx, availability.catalogService),
@@ -343,7 +345,7 @@ def main():
             for i in range(forged):
                 cast, announce = kinds[i % len(kinds)]
                 proxy = cast.uncheckedCast(communicator.stringToProxy(
-                    f"Forged-{i} -t -e 1.1:tcp -h 127.0.0.1 -p {ports[i % 2]} -t {3_600_000 + i}"))
+                    f"Forged-{i} -t -e 1.1:tcp -h {host} -p {ports[i % 2]} -t {3_600_000 + i}"))
                 rounds.append(lambda p=proxy, a=announce, i=str(uuid.uuid4()): a(p, i))
         elif attack == "tarpit-replicas":
             (total,) = (int(argument) for argument in arguments)
@@ -365,6 +367,9 @@ def main():
 
         stop = threading.Event()
 
+        # Spread over each half second, so that a check slot freed is taken again at once, as a patient attacker would.
+        pause = 0.5 / max(len(rounds), 1)
+
         def keep_announcing():
             while True:
                 for announce in rounds:
@@ -372,8 +377,8 @@ def main():
                         announce()
                     except Ice.Exception as error:
                         count(f"announce failed: {type(error).__name__}")
-                if stop.wait(0.5):
-                    return
+                    if stop.wait(pause):
+                        return
 
         announcer = threading.Thread(target=keep_announcing, daemon=True)
         announcer.start()
