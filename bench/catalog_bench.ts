@@ -1,9 +1,10 @@
 /**
  * The MediaCatalog at scale, on 1,000, 100,000 and 1,000,000 titles:
  * - start-up to ready, beside a bare Deno script that reads and `JSON.parse`s
- *   the same file, with peak RSS at 1,000,000 titles;
+ *   the same file (and a catalog of 1,000 titles: what starting takes with
+ *   next to no titles), with peak RSS at 1,000,000 titles;
  * - getTilesByName calls/s through Ice with 8 callers, exact (one title found)
- *   and substring, and getTilesByTags;
+ *   and substring, and getTilesByTags, with the catalog's CPU time per call;
  * - the same searches timed inside the process (server side), and the memory
  *   the name index costs per title;
  * - edit latency (p50/p99) until the edit is durable, through Ice and inside
@@ -22,7 +23,7 @@ import { NameIndex } from "../catalog_index.ts";
 import { searchKey } from "../catalog_database.ts";
 import { createLogger, initializeCommunicator } from "../service.ts";
 import { Child, eventually, IceStormServer, ROOT, startService } from "../harness.ts";
-import { latencySummary, percentile } from "./stats.ts";
+import { cpuSeconds, latencySummary, percentile } from "./stats.ts";
 
 const SECONDS = 2;
 const ROUNDS = 3;
@@ -166,11 +167,16 @@ try {
     const { ours, base } = paths.get(count)!;
     const ratios: number[] = [];
     const baseRatios: number[] = [];
+    /** A catalog's start with next to no titles, beside the bare parse: what Deno, Ice and IceStorm take anyway. */
+    const fixedRatios: number[] = [];
     for (let round = 0; round < (count === 100_000 ? ROUNDS : 1); round++) {
       const bare = await bareParse(ours);
       const mine = await startCatalog(ROOT, ours);
       const mineRss = peakRss(mine.child.process.pid);
       await stopCatalog(mine);
+      const small = await startCatalog(ROOT, paths.get(1_000)!.ours);
+      await stopCatalog(small);
+      fixedRatios.push(small.ready / bare.ms);
       // The base clone's start is compared at 100,000 titles only (at 1,000,000 it takes minutes on a busy machine).
       const theirs = base && count === 100_000 ? await startCatalog(BASE!, base) : undefined;
       const theirsRss = theirs && peakRss(theirs.child.process.pid);
@@ -179,18 +185,21 @@ try {
       if (theirs) baseRatios.push(theirs.ready / bare.ms);
       console.log(
         `${label(count)} titles, round ${round + 1}: bare ${Math.round(bare.ms)} ms (peak RSS ${bare.rss} MB), ` +
-          `catalog ${Math.round(mine.ready)} ms (peak RSS ${mineRss} MB)` +
+          `catalog ${Math.round(mine.ready)} ms (peak RSS ${mineRss} MB), of 1,000 titles ${
+            Math.round(small.ready)
+          } ms` +
           (theirs ? `, base ${Math.round(theirs.ready)} ms (peak RSS ${theirsRss} MB)` : ""),
       );
     }
     console.log(
       `${label(count)} titles: catalog ready / bare parse ${spread(ratios)}` +
-        (baseRatios.length ? `; base ready / bare parse ${spread(baseRatios)}` : ""),
+        (baseRatios.length ? `; base ready / bare parse ${spread(baseRatios)}` : "") +
+        `; a catalog of 1,000 titles ready / this bare parse ${spread(fixedRatios)}`,
     );
   }
 
   console.log("# searches through Ice, 8 callers, calls/s, rounds interleaved");
-  const servers: { name: string; count: number; catalog: IceFlix.MediaCatalogPrx }[] = [];
+  const servers: { name: string; count: number; catalog: IceFlix.MediaCatalogPrx; pid: number }[] = [];
   // The edits below need an Authenticator: the toy one, known to the catalog of 100,000 titles from its start.
   const editIceStorm = await IceStormServer.start();
   const toy = await startService("tests/toy_service.ts", [
@@ -200,7 +209,7 @@ try {
   for (const count of [1_000, 100_000, 1_000_000]) {
     const { ours, base } = paths.get(count)!;
     running.push(await startCatalog(ROOT, ours, count === 100_000 ? editIceStorm : undefined));
-    servers.push({ name: "catalog", count, catalog: running.at(-1)!.catalog });
+    servers.push({ name: "catalog", count, catalog: running.at(-1)!.catalog, pid: running.at(-1)!.child.process.pid });
     // It indexes the names after loading (searching them meanwhile): the searches are timed once that is done.
     const { child, ready } = running.at(-1)!;
     if (count > 10_000) {
@@ -213,7 +222,7 @@ try {
     );
     if (base && count === 100_000) {
       running.push(await startCatalog(BASE!, base));
-      servers.push({ name: "base", count, catalog: running.at(-1)!.catalog });
+      servers.push({ name: "base", count, catalog: running.at(-1)!.catalog, pid: running.at(-1)!.child.process.pid });
     }
   }
   const searches = {
@@ -221,27 +230,40 @@ try {
     substring: (catalog: IceFlix.MediaCatalogPrx) => catalog.getTilesByName(SUBSTRING_QUERY, false),
     tags: (catalog: IceFlix.MediaCatalogPrx) => catalog.getTilesByTags(TAG_QUERY, false),
   };
-  const rates = new Map<string, number[]>();
+  // Calls/s, and the catalog's CPU time per call (µs): the other processes on the machine change the first much
+  // more than the second.
+  const [rates, costs] = [new Map<string, number[]>(), new Map<string, number[]>()];
+  const record = (figures: Map<string, number[]>, key: string, value: number) =>
+    figures.set(key, [...figures.get(key) ?? [], value]);
   for (let round = 0; round < ROUNDS; round++) {
     for (const [search, call] of Object.entries(searches)) {
-      for (const { name, count, catalog } of servers) {
+      // Each round in another order, so that none is always timed first (or just after the heaviest).
+      for (const [index] of servers.entries()) {
+        const { name, count, catalog, pid } = servers[(index + round) % servers.length];
         const found = (await call(catalog)).length;
+        const cpu = cpuSeconds(pid);
         const calls = await rate(8, () => call(catalog));
-        const key = `${search} ${name} ${count}`;
-        rates.set(key, [...rates.get(key) ?? [], calls]);
+        const cost = Math.round((cpuSeconds(pid) - cpu) * 1e6 / (calls * SECONDS));
+        record(rates, `${search} ${name} ${count}`, calls);
+        record(costs, `${search} ${name} ${count}`, cost);
         console.log(
-          `round ${round + 1}: ${search}, ${name}, ${label(count)} titles (${found} found): ${calls} calls/s`,
+          `round ${round + 1}: ${search}, ${name}, ${label(count)} titles (${found} found): ${calls} calls/s, ` +
+            `${cost} µs of the catalog's CPU per call`,
         );
       }
     }
   }
-  const ratio = (a: string, b: string) => {
-    const [x, y] = [rates.get(a)!, rates.get(b)!];
+  const ratio = (a: string, b: string, figures = rates) => {
+    const [x, y] = [figures.get(a)!, figures.get(b)!];
     return spread(x.map((value, round) => value / y[round]));
   };
   for (const search of Object.keys(searches)) {
-    console.log(`${search}: 100,000 / 1,000 titles ${ratio(`${search} catalog 100000`, `${search} catalog 1000`)}`);
-    console.log(`${search}: 1,000,000 / 1,000 titles ${ratio(`${search} catalog 1000000`, `${search} catalog 1000`)}`);
+    for (const [count, text] of [[100000, "100,000"], [1000000, "1,000,000"]]) {
+      const [key, small] = [`${search} catalog ${count}`, `${search} catalog 1000`];
+      console.log(
+        `${search}: ${text} / 1,000 titles ${ratio(key, small)} (CPU per call ${ratio(key, small, costs)})`,
+      );
+    }
     if (BASE) {
       console.log(
         `${search}: this clone / base, 100,000 titles ${ratio(`${search} catalog 100000`, `${search} base 100000`)}`,
