@@ -473,9 +473,10 @@ export class CatalogDatabase {
       this.#tags.add(!loading);
     } else {
       // A later journal line, or a merge, replaces the title.
+      const before = this.#presentKeys(position);
       this.#records[position] = stored;
       this.#names.set(position, searchKey(stored.name));
-      this.#tags.set(position, stored.presentKeys);
+      this.#tags.set(position, before, stored.presentKeys);
     }
     this.#changes.delete(id);
     this.#changes.set(id, ++this.#lastChange);

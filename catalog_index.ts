@@ -210,15 +210,17 @@ export class NameIndex {
 /**
  * Tag search key -> the positions of the titles that have the tag. Like the
  * name index, it may be filled after loading ({@linkcode indexSome}): the
- * positions not in it yet are scanned, their keys asked of `keysOf`.
+ * positions not in it yet are scanned, their keys asked of `keysOf`. It
+ * keeps no keys of its own per title (a million titles: a million arrays
+ * less for the garbage collector to walk); an edit says what they were.
  */
 export class TagIndex {
   readonly #byTag = new Map<string, Set<number>>();
-  /** Each position's present tags, as search keys, for the positions in the map (the first ones). */
-  readonly #keysOf: (readonly string[])[] = [];
-  /** A position's present tags as search keys now, for the positions not in the map yet. */
+  /** A position's present tags as search keys now. */
   readonly #source: (position: number) => readonly string[];
   #size = 0;
+  /** The positions below this one are in the map. */
+  #indexed = 0;
 
   /** @param keysOf the search keys of a position's present tags as they are now (asked until it is indexed) */
   constructor(keysOf: (position: number) => readonly string[]) {
@@ -232,29 +234,30 @@ export class TagIndex {
    */
   add(now = true): number {
     const position = this.#size++;
-    if (now && position === this.#keysOf.length) this.indexSome(1);
+    if (now && position === this.#indexed) this.indexSome(1);
     return position;
   }
 
-  /** Title `position` has (only) the tags with search keys `keys` now (one not indexed yet has them from `keysOf`). */
-  set(position: number, keys: readonly string[]): void {
-    if (position >= this.#keysOf.length) return;
-    const old = this.#keysOf[position];
-    this.#keysOf[position] = keys;
+  /**
+   * Title `position` had the tags with search keys `before` (what `keysOf`
+   * said until now) and has those of `after` now (a position not indexed yet
+   * has them from `keysOf` when it is).
+   */
+  set(position: number, before: readonly string[], after: readonly string[]): void {
+    if (position >= this.#indexed) return;
     // Every tag of an edited title is put in again: it comes last in each of its tags' sets, as it always did.
-    for (const key of old) this.#delete(position, key);
-    for (const key of keys) this.#add(position, key);
+    for (const key of before) this.#delete(position, key);
+    for (const key of after) this.#add(position, key);
   }
 
   /** Puts up to `count` more positions into the map; returns whether every position is in it. */
   indexSome(count: number): boolean {
-    const end = Math.min(this.#size, this.#keysOf.length + count);
-    for (let position = this.#keysOf.length; position < end; position++) {
-      const keys = this.#source(position);
-      this.#keysOf.push(keys);
-      for (const key of keys) this.#add(position, key);
+    const end = Math.min(this.#size, this.#indexed + count);
+    for (let position = this.#indexed; position < end; position++) {
+      for (const key of this.#source(position)) this.#add(position, key);
     }
-    return this.#keysOf.length === this.#size;
+    this.#indexed = Math.max(this.#indexed, end);
+    return this.#indexed === this.#size;
   }
 
   /**
@@ -275,7 +278,7 @@ export class TagIndex {
       found = [...smallest].filter((position) => others.every((positions) => positions.has(position)));
     }
     // The positions not in the map yet come after all those in it.
-    for (let position = this.#keysOf.length; position < this.#size; position++) {
+    for (let position = this.#indexed; position < this.#size; position++) {
       const own = this.#source(position);
       if (all ? distinct.every((key) => own.includes(key)) : distinct.some((key) => own.includes(key))) {
         found.push(position);

@@ -99,9 +99,10 @@ Deno.test("catalog index: name and tag searches answer as a scan does, through r
       const position = Math.floor(random() * titles.length);
       const key = searchKey(text(1));
       const { tags } = titles[position];
+      const before = [...tags];
       if (random() < 0.6) tags.add(key);
       else tags.delete(key);
-      tagIndex.set(position, [...tags]);
+      tagIndex.set(position, before, [...tags]);
     } else {
       // A query: a piece of a name in another case, or random text, or a name whole.
       const name = pick(titles).name;

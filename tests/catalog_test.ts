@@ -868,6 +868,9 @@ Deno.test("catalog database: titles kept as the file has them read, search, edit
       await database.addTags(THREE, ["nuevo"]);
     }
     compare("edited");
+    assert.deepEqual(plain.findByTags(["T3"], false), [], "a removed tag leaves the index");
+    assert.deepEqual(plain.findByTags(["a", "nuevo"], true), [], "so does one a merge removed");
+    assert.deepEqual(plain.findByTags(["a"], false), ["ocho"]);
     assert.deepEqual(changes(0, Infinity), { ids: ["ocho", ONE, TWO, "7", THREE], last: 10, complete: true });
     assert.deepEqual(changes(5, Infinity), { ids: [ONE, TWO, "7", THREE], last: 10, complete: true });
     assert.deepEqual(changes(4, 1), { ids: ["ocho"], last: 5, complete: false });
