@@ -1,8 +1,14 @@
 /**
  * Authenticator replicas that agree (issue 7): a token issued by any replica
- * is accepted by every one at once, a new replica learns the live tokens
- * before it answers, and each expiry is published once (README, "Authenticator
- * replicas", tells how).
+ * is accepted by every one at once, and each expiry is published once
+ * (README, "Authenticator replicas", tells how).
+ *
+ * A token proves itself (token_table.ts, TokenMint: a MAC under a key derived
+ * from the installation secret), so checking one takes no table and no call,
+ * and a login waits for no peer. The replicas still share every token, after
+ * the login's answer and in batches, and a new replica learns the live ones:
+ * so that if its issuer dies, the live replica with the smallest id publishes
+ * its expiry.
  *
  * Only replicas that proved the installation secret (trust.ts) take part, and
  * every message between them is sealed (AES-256-GCM, under a key derived from
@@ -21,7 +27,7 @@ import { type Discovery, isUnreachable } from "./discovery.ts";
 import { ReplicaRegistry } from "./replica_registry.ts";
 import { OncePerBurst } from "./log.ts";
 import { describeError, type ServiceContext } from "./service.ts";
-import { type ExpiredToken, type Grant, TokenTable } from "./token_table.ts";
+import { type ExpiredToken, type Grant, TOKEN_MAX_LENGTH, TokenMint, TokenTable } from "./token_table.ts";
 import { bindingOf, Trust } from "./trust.ts";
 
 /**
@@ -58,6 +64,14 @@ interface Envelope {
  * (`Ice.MessageSizeMax`) however many tokens are live.
  */
 const BATCH = 2000;
+
+/**
+ * The shortest time between the starts of two shares of new tokens (ms): while logins keep coming, their tokens
+ * gather this long and leave in one message per peer. It is also how long a token may stay known to its issuer
+ * alone: should the issuer die then, nobody publishes its expiry (it is still accepted until then, and refused
+ * after, everywhere).
+ */
+const SHARE_SPACING = 20;
 
 /** `items` in consecutive slices of at most `size`. */
 function batches<T>(items: T[], size = BATCH): T[][] {
@@ -129,7 +143,8 @@ const TAG_BYTES = 16;
 
 /** Whether `grant` is one, as a peer must send it: a token, its user, its issuer, a time. */
 function isGrant(grant: Grant): boolean {
-  return typeof grant?.token === "string" && grant.token.length <= 256 && typeof grant.issuer === "string" &&
+  return typeof grant?.token === "string" && grant.token.length <= TOKEN_MAX_LENGTH &&
+    typeof grant.issuer === "string" &&
     grant.issuer.length <= 256 && typeof grant.user === "string" && grant.user.length <= 256 &&
     Number.isFinite(grant.expiresAt);
 }
@@ -169,14 +184,15 @@ export class ReplicatedTokens {
   /** Listed replicas that failed their proof, logged once per burst: anyone can list forged ones by the thousand. */
   readonly #refusals: OncePerBurst;
   #sealer: Sealer | undefined;
+  #mint: TokenMint | undefined;
   #self: IceFlixAuthReplication.TokenReplicaPrx | undefined;
-  /** Resolves once the catch-up from the running replicas is over. */
-  #caughtUp: Promise<void> = Promise.resolve();
   /** Tokens issued here that wait for the share under way to end: they leave together in the next one. */
   readonly #outbox: Grant[] = [];
-  /** The share the outbox will leave in, once scheduled. */
-  #nextShare: Promise<void> | undefined;
-  /** The share last scheduled; the next one starts when it ends. */
+  /** Whether a share is scheduled for the outbox. */
+  #shareScheduled = false;
+  /** When the last share started (performance.now()). */
+  #lastShareStart = -Infinity;
+  /** The share last scheduled (at first, the catch-up: tokens issued meanwhile go to the peers it finds). */
   #lastShare: Promise<void> = Promise.resolve();
 
   constructor(options: ReplicationOptions) {
@@ -202,8 +218,12 @@ export class ReplicatedTokens {
    * {@linkcode isLive}). Call it before `discovery.start()`.
    */
   async start(): Promise<void> {
-    const { context: { adapter, callTimeout, trust }, authenticator, discovery } = this.#options;
+    const { context: { adapter, callTimeout, logger, trust }, authenticator, discovery } = this.#options;
     const sealer = this.#sealer = await Sealer.create(trust, authenticator);
+    this.#mint = new TokenMint(
+      await trust.derive("Authenticator tokens: MAC"),
+      await trust.derive("Authenticator tokens: cipher"),
+    );
     const servant = new TokenReplicaServant(sealer, this.id, {
       join: async (newcomer, { from, newcomer: binding }) => {
         const peer = { replica: newcomer.ice_invocationTimeout(callTimeout), binding };
@@ -211,7 +231,12 @@ export class ReplicatedTokens {
         this.#peers.set(from, peer);
         for (const sealed of this.#sealGrants([peer], this.#table.grants())) await peer.replica.share(sealed);
       },
-      share: (grants) => grants.filter(isGrant).forEach((grant) => this.#table.add(grant)),
+      share: (grants) => {
+        const added = Map.groupBy(grants.filter((grant) => isGrant(grant) && this.#table.add(grant)), (g) => g.issuer);
+        for (const [issuer, tokens] of added) {
+          logger.debug(`holds ${tokens.length} more token(s) of replica ${issuer} (${this.#table.size} live)`);
+        }
+      },
       revoked: (tokens) => tokens.forEach((token) => this.#table.remove(String(token))),
     });
     // A facet: another servant of the same Ice object, reached with the same proxy plus the facet's name.
@@ -224,48 +249,54 @@ export class ReplicatedTokens {
       // An Authenticator admitted without proof (another implementation) is no replica of ours.
       if (kind === "auth" && discovery.isProven(kind, id)) this.#met(id, proxy);
     });
-    this.#caughtUp = this.#catchUp();
+    this.#lastShare = this.#catchUp();
   }
 
-  /** A new token for `user` issued here, returned once every live peer has it (those it is joining at start included). */
-  async issue(user: string): Promise<string> {
-    await this.#caughtUp;
-    const grant = this.#table.issue(this.id, this.#options.lifetime, user);
-    await this.#share(grant);
+  /**
+   * A new token for `user` issued here. Every replica accepts it at once (it proves itself); it reaches the peers
+   * after this returns (see #share).
+   */
+  issue(user: string): string {
+    const expiresAt = Date.now() + this.#options.lifetime;
+    const grant = { token: this.#mint!.mint(user, expiresAt), user, issuer: this.id, expiresAt };
+    this.#table.add(grant);
+    this.#share(grant);
     return grant.token;
   }
 
   /**
-   * Sends `grant` to every live peer; resolves once each has taken it or failed. One share is under way at a time:
-   * the tokens issued meanwhile wait for it to end, then leave together, sealed once in one message for every peer.
-   * So concurrent logins cost one message per peer between them, not one each (a login waits at most for the share
-   * under way, then its own); a token still reaches every peer before its login returns.
+   * Sends `grant` to every live peer, in the background; a login waits for none. What a peer needs a token for is
+   * only its expiry, should the issuer die first. A share starts at once if none is under way and none started in
+   * the last SHARE_SPACING ms; otherwise the token waits, and the tokens issued meanwhile leave together, sealed once
+   * in one message for every peer. So a lone login's token is on its way before the login returns, and logins in a
+   * stream cost a few messages a second per peer between them, not one each.
    */
-  #share(grant: Grant): Promise<void> {
+  #share(grant: Grant): void {
     this.#outbox.push(grant);
-    if (this.#nextShare === undefined) {
-      this.#nextShare = this.#lastShare.then(() => {
-        this.#nextShare = undefined;
-        const grants = this.#outbox.splice(0);
-        return this.#broadcast((peers) => this.#sealGrants(peers, grants));
-      });
-      // A share that failed to start (it cannot: #broadcast settles every call) must not stop the next ones.
-      this.#lastShare = this.#nextShare.catch(() => {});
-    }
-    return this.#nextShare;
+    if (this.#shareScheduled) return;
+    this.#shareScheduled = true;
+    // #broadcast settles every call, and so never rejects: a failed share cannot stop the next ones.
+    this.#lastShare = this.#lastShare.then(async () => {
+      const wait = this.#lastShareStart + SHARE_SPACING - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      this.#shareScheduled = false;
+      this.#lastShareStart = performance.now();
+      const grants = this.#outbox.splice(0);
+      return this.#broadcast((peers) => this.#sealGrants(peers, grants));
+    });
   }
 
-  /** Whether `token` is live; a token unknown here while the catch-up runs waits for it before the answer. */
-  async isLive(token: string): Promise<boolean> {
-    return (await this.userOf(token)) !== undefined;
+  /**
+   * Whether `token` is one of this installation's and has not expired, with no call: the table knows the tokens
+   * issued here and those shared already, the token itself tells the others.
+   */
+  isLive(token: string): boolean {
+    return this.#table.userOf(token) !== undefined || this.#mint!.isLive(token);
   }
 
-  /** The user of `token` if it is live; a token unknown here while the catch-up runs waits for it, as in isLive. */
-  async userOf(token: string): Promise<string | undefined> {
-    const user = this.#table.userOf(token);
-    if (user !== undefined) return user;
-    await this.#caughtUp;
-    return this.#table.userOf(token);
+  /** The user of `token` if it is live, as isLive finds it. */
+  userOf(token: string): string | undefined {
+    return this.#table.userOf(token) ?? this.#mint!.userOf(token);
   }
 
   /** Stops the expiry timer (at shutdown; the registry entry goes with the event channel's subscriptions). */
@@ -322,12 +353,16 @@ export class ReplicatedTokens {
     }
   }
 
-  /** Discovery found (and the secret proved) Authenticator `id` at `authenticator`: it gets this one's whole table. */
+  /**
+   * Discovery found (and the secret proved) Authenticator `id` at `authenticator`: it gets this one's whole table,
+   * unless it is a peer already (a join, either way, just sent it; one dropped after a failure is not).
+   */
   #met(id: string, authenticator: Ice.ObjectPrx): void {
     const peer = {
       replica: replicaOf(authenticator, this.#options.context.callTimeout),
       binding: bindingOf(authenticator),
     };
+    if (this.#peers.get(id)?.binding === peer.binding) return;
     this.#peers.set(id, peer);
     const messages = this.#sealGrants([peer], this.#table.grants());
     void this.#call(id, peer, async (replica) => {
@@ -351,6 +386,7 @@ export class ReplicatedTokens {
     operation: "share" | "revoked" = "share",
   ): Promise<void> {
     const peers = [...this.#peers];
+    if (peers.length === 0) return;
     const messages = seal(peers.map(([, peer]) => peer));
     await Promise.all(
       peers.map(([id, peer]) =>

@@ -24,6 +24,8 @@ import {
 
 const INTERVAL = "--IceFlix.Discovery.AnnounceInterval=1";
 const LIFETIME_SECONDS = 3;
+/** A token of a user name of up to 32 bytes: 128 random bits, its expiry, the user sealed, a MAC (token_table.ts). */
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]{94}$/;
 
 function startAuth(icestorm: IceStormServer, usersFile: string) {
   return startIceFlixService("auth", [
@@ -127,7 +129,7 @@ Deno.test("main: hands out live auth and catalog services, round-robin; none or 
     assert.ok(await authenticator.ice_isA(IceFlix.Authenticator.ice_staticId()));
     assert.match(
       await authenticator.refreshAuthorization("alice", await sha256Hex("alice's secret")),
-      /^[0-9a-f]{32}$/,
+      TOKEN_SHAPE,
     );
     const catalogGiven = await mainPrx.getCatalogService();
     assert.ok(catalogGiven.equals(catalogPrx));
@@ -184,7 +186,7 @@ Deno.test("auth: credentials, several tokens per user, expiry, a revoke event pe
       await authenticator.refreshAuthorization("bob", (await sha256Hex("bob's secret")).toUpperCase()),
     ];
     assert.equal(new Set(tokens).size, 3, "every token is new");
-    for (const token of tokens) assert.match(token, /^[0-9a-f]{32}$/, "128 random bits");
+    for (const token of tokens) assert.match(token, TOKEN_SHAPE, "128 random bits, expiry, sealed user, MAC");
     for (const [user, password] of [["alice", "bob's secret"], ["carol", "anything"], ["", ""], ["alice", "x"]]) {
       await assert.rejects(authenticator.refreshAuthorization(user, await sha256Hex(password)), IceFlix.Unauthorized);
     }
@@ -433,7 +435,7 @@ Deno.test("interop: a Python client logs in through Main and the Authenticator",
       [
         "catalog: TemporaryUnavailable",
         `authenticator: ${auth.proxy}`,
-        "token: 32 hex digits",
+        "token: 94 base64url characters",
         "isAuthorized(token): True",
         "isAuthorized(other): False",
         "wrong password: Unauthorized",

@@ -148,7 +148,7 @@ async function assertAuthorized(replicas: Replica[], tokens: string[], expected:
   }
 }
 
-Deno.test("replicas: a token from any is accepted by every one at once; a late one catches up; another key shares nothing", async () => {
+Deno.test("replicas: a token from any is accepted by every one at once, even one that never heard of it; a late one catches up; another key shares nothing", async () => {
   const platform = await Platform.start();
   try {
     const a = await platform.startAuth(30);
@@ -182,6 +182,24 @@ Deno.test("replicas: a token from any is accepted by every one at once; a late o
     const [fromStranger] = await platform.logIn(stranger);
     await assertAuthorized([a, b, c], [fromStranger], false);
     await assertAuthorized([a, b, c], [...tokens, fromC], true);
+
+    // The same installation on another IceStorm never meets these replicas, and no share ever reaches it. Tokens
+    // prove themselves: each side accepts the other's at once, and knows whose they are.
+    const elsewhere = await IceStormServer.start();
+    try {
+      const twin = await platform.startAuth(30, [elsewhere.option]);
+      await assertAuthorized([twin], [...tokens, fromC], true);
+      const twinOwners = IceFlixStreams.TokenOwnerPrx.uncheckedCast(twin.proxy, TOKEN_OWNER_FACET);
+      assert.equal(await twinOwners.userOf(fromC), "alice");
+      const [fromTwin] = await platform.logIn(twin);
+      await assertAuthorized([a, b, c], [fromTwin], true);
+      assert.equal(await owners.userOf(fromTwin), "alice");
+      await assertAuthorized([twin], [fromStranger], false);
+      assert.doesNotMatch(twin.child.stderr, /holds \d+ more token/, "no share reached it");
+      await twin.child.stop();
+    } finally {
+      await elsewhere.stop();
+    }
     platform.assertNeverLogged([...tokens, fromC, fromStranger]);
   } finally {
     await platform.stop();
@@ -231,10 +249,20 @@ Deno.test("replicas: one revoke per token, whoever issued it; a SIGKILLed issuer
     assert.deepEqual(first.map((token) => revocations.counts.get(token)), first.map(() => 1), "one revoke per token");
     await assertAuthorized(replicas, first, false);
 
-    // The issuer dies before its tokens expire: one of the two others revokes them, once.
+    // The issuer dies before its tokens expire: one of the two others revokes them, once. Tokens reach the peers
+    // after the login returns (auth_replication.ts, #share): the issuer dies once both hold them.
     const [issuer, ...survivors] = replicas;
     const orphans = await platform.logIn(issuer, 3);
     const [survivorsOwn] = await platform.logIn(survivors[0]);
+    /** How many tokens of the issuer `replica` has been given (it logs each share it takes). */
+    const held = (replica: Replica) =>
+      [...replica.child.stderr.matchAll(new RegExp(`holds (\\d+) more token\\(s\\) of replica ${issuer.id}`, "g"))]
+        .reduce((sum, [, count]) => sum + Number(count), 0);
+    // Its 2 first tokens, and the orphans.
+    await eventually(
+      "the survivors hold the issuer's tokens",
+      () => survivors.every((s) => held(s) >= 2 + orphans.length),
+    );
     await issuer.child.stop("SIGKILL");
     const second = [...orphans, survivorsOwn];
     await eventually("the dead issuer's tokens are revoked", () => revocations.revokedAll(second), 4 * lifetime);

@@ -1,12 +1,21 @@
 /**
- * Unit tests of token_table.ts (`deno task test:unit`): the heap that expires
- * tokens soonest first, with lifetimes of a few milliseconds. What is
- * asserted is the order and the set of tokens expired, never how late.
+ * Unit tests of token_table.ts (`deno task test:unit`): tokens that prove
+ * themselves (made, recognised, and refused when forged or altered), and the
+ * heap that expires tokens soonest first, with lifetimes of a few
+ * milliseconds. What is asserted is the order and the set of tokens expired,
+ * never how late.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { type ExpiredToken, TokenTable } from "../token_table.ts";
+import { Buffer } from "node:buffer";
+import { randomBytes } from "node:crypto";
+import { type ExpiredToken, type Grant, TOKEN_MAX_LENGTH, TokenMint, TokenTable } from "../token_table.ts";
+
+/** A grant of a random token for alice, issued by replica-a, that expires in `lifetime` ms. */
+function grant(lifetime: number, user = "alice", issuer = "replica-a"): Grant {
+  return { token: randomBytes(16).toString("hex"), user, issuer, expiresAt: Date.now() + lifetime };
+}
 
 /** A table whose expiries are collected; `expired(n)` resolves once `n` tokens have expired. */
 function collectingTable() {
@@ -36,9 +45,10 @@ Deno.test("TokenTable: tokens issued in any order expire soonest first, each onc
     // may pause the loop anywhere, so the lifetimes alone do not give the order).
     const expiryOf = new Map<string, { earliest: number; latest: number }>();
     for (const lifetime of lifetimes) {
-      const before = performance.now();
-      const { token } = table.issue("replica-a", lifetime, "alice");
-      expiryOf.set(token, { earliest: before + lifetime, latest: performance.now() + lifetime });
+      const before = Date.now();
+      const issued = grant(lifetime);
+      assert.ok(table.add(issued));
+      expiryOf.set(issued.token, { earliest: before + lifetime, latest: Date.now() + lifetime });
     }
     assert.equal(expiryOf.size, 200, "every token is new");
     assert.equal(table.size, 200);
@@ -59,14 +69,14 @@ Deno.test("TokenTable: tokens issued in any order expire soonest first, each onc
 Deno.test("TokenTable: a token removed early never expires; the others still do", async () => {
   const { table, expired, expiredCount } = collectingTable();
   try {
-    const removed = table.issue("replica-a", 1, "alice").token;
-    const kept = table.issue("replica-a", 5, "alice").token;
-    assert.ok(table.isLive(removed));
+    const removed = grant(1).token;
+    const kept = grant(5);
+    assert.ok(table.add({ ...kept, token: removed, expiresAt: kept.expiresAt - 4 }));
+    assert.ok(table.add(kept));
     assert.ok(table.remove(removed));
-    assert.ok(!table.isLive(removed));
     assert.ok(!table.remove(removed), "removed once");
     await expiredCount(1);
-    assert.deepEqual(expired.map(({ token }) => token), [kept]);
+    assert.deepEqual(expired.map(({ token }) => token), [kept.token]);
   } finally {
     table.stop();
   }
@@ -82,19 +92,79 @@ Deno.test("TokenTable: a peer's token is added once, an expired one not at all; 
       !table.add({ token: "cd".repeat(16), user: "bob", issuer: "replica-b", expiresAt: Date.now() - 1 }),
       "expired",
     );
-    assert.ok(table.isLive(grant.token));
-    const own = table.issue("replica-a", 60_000, "alice");
-    assert.match(own.token, /^[0-9a-f]{32}$/);
-    assert.equal(table.userOf(own.token), "alice");
-    assert.equal(table.userOf(grant.token), "bob");
-    assert.equal(table.userOf("ef".repeat(16)), undefined, "unknown");
+    const own = { token: "ef".repeat(16), user: "alice", issuer: "replica-a", expiresAt: Date.now() + 60_000 };
+    assert.ok(table.add(own));
+    assert.equal(table.size, 2);
     const grants = table.grants().sort((a, b) => a.issuer.localeCompare(b.issuer));
     assert.deepEqual(grants.map(({ token, user, issuer }) => ({ token, user, issuer })), [
       { token: own.token, user: "alice", issuer: "replica-a" },
       { token: grant.token, user: "bob", issuer: "replica-b" },
     ]);
-    assert.ok(grants.every(({ expiresAt }) => expiresAt > Date.now()));
+    assert.deepEqual(grants.map(({ expiresAt }) => expiresAt), [own.expiresAt, grant.expiresAt], "as shared");
   } finally {
     table.stop();
+  }
+});
+
+/** A mint with fresh random keys (those of an installation). */
+function newMint(): TokenMint {
+  return new TokenMint(randomBytes(32), randomBytes(32));
+}
+
+Deno.test("TokenMint: a token tells its user and expiry to the installation that made it, and is new each time", () => {
+  const mint = newMint();
+  const expiresAt = Date.now() + 60_000;
+  const tokens = Array.from({ length: 100 }, () => mint.mint("alice", expiresAt));
+  assert.equal(new Set(tokens).size, 100, "every token is new");
+  for (const token of tokens) {
+    assert.match(token, /^[A-Za-z0-9_-]+$/, "base64url: safe in any text, URL or file name");
+    assert.equal(mint.expiryOf(token), expiresAt);
+    assert.ok(mint.isLive(token));
+    assert.equal(mint.userOf(token), "alice");
+    assert.ok(!Buffer.from(token, "base64url").includes("alice"), "the user is not in clear");
+  }
+  // Names of 1 to 32 bytes make tokens of one length; the longest name allowed (64 letters of 4 bytes) fits.
+  assert.equal(mint.mint("a", expiresAt).length, mint.mint("b".repeat(32), expiresAt).length);
+  for (const user of ["émile.o'brien@example", "\u{10400}".repeat(64), "x".repeat(64)]) {
+    const token = mint.mint(user, expiresAt);
+    assert.ok(token.length <= TOKEN_MAX_LENGTH);
+    assert.equal(mint.userOf(token), user);
+  }
+  // Another installation's keys (also the same keys swapped) recognise none of them.
+  const other = newMint();
+  assert.ok(tokens.every((token) => other.expiryOf(token) === undefined && other.userOf(token) === undefined));
+});
+
+Deno.test("TokenMint: an expired token, an altered one, another spelling of one and garbage are all refused", () => {
+  const mint = newMint();
+  const live = mint.mint("alice", Date.now() + 60_000);
+  assert.ok(!mint.isLive(mint.mint("alice", Date.now() - 1)), "expired");
+  assert.equal(mint.userOf(mint.mint("alice", Date.now() - 1)), undefined, "expired: no user either");
+
+  const bytes = Buffer.from(live, "base64url");
+  /** `live` with byte `index` changed. */
+  const altered = (index: number) => {
+    const copy = Buffer.from(bytes);
+    copy[index] ^= 1;
+    return copy.toString("base64url");
+  };
+  // Every byte counts: the random bits, the expiry (a longer life), the user (another user), the MAC.
+  for (let index = 0; index < bytes.length; index++) {
+    assert.equal(mint.expiryOf(altered(index)), undefined, `byte ${index} altered`);
+    assert.equal(mint.userOf(altered(index)), undefined, `byte ${index} altered`);
+  }
+  // The expiry pushed a year on, as an attacker would, without the key: refused.
+  const extended = Buffer.from(bytes);
+  extended.writeUIntBE(Date.now() + 365 * 86_400_000, 16, 6);
+  assert.ok(!mint.isLive(extended.toString("base64url")));
+  // One token, one spelling: base64 with padding or "+/", trailing junk, another case: none is the token.
+  for (
+    const spelling of [`${live}=`, `${live}==`, bytes.toString("base64"), `${live}.`, ` ${live}`, live.toUpperCase()]
+  ) {
+    if (spelling !== live) assert.ok(!mint.isLive(spelling), JSON.stringify(spelling));
+  }
+  for (const garbage of ["", "0".repeat(32), "f".repeat(32), live.slice(0, -1), live + live, "x".repeat(100_000)]) {
+    assert.ok(!mint.isLive(garbage), `garbage of ${garbage.length} characters`);
+    assert.equal(mint.userOf(garbage), undefined);
   }
 });

@@ -345,3 +345,26 @@ Deno.test("trust 5: a spec-only provider is admitted only when listed (IceFlix.T
     await platform.stop();
   }
 });
+
+Deno.test("trust 6: tokens forged from a genuine one (a longer life, another user, a cut MAC, other spellings), random ones and injected shares are refused by every Authenticator", async () => {
+  const platform = await Platform.start();
+  try {
+    const a = await platform.service("auth");
+    const b = await platform.service("auth");
+    const token = await platform.logIn(IceFlix.AuthenticatorPrx.uncheckedCast(a.proxy));
+    const proxies = [a, b].map(({ proxy }) => platform.communicator.proxyToString(proxy));
+    const seen = await (await platform.attack("tokens", [...proxies, token, "alice"])).finish();
+
+    // Per replica: 1 with a longer life, 1 for another user, 2 with a cut MAC, 5 spellings, 20 random.
+    const forged = { "extended": 1, "other user": 1, "cut MAC": 2, "other spelling": 5, "random": 20 };
+    const expected: Record<string, number> = { "share refused": 2, "genuine accepted": 2 };
+    for (const [kind, count] of Object.entries(forged)) expected[`${kind} refused`] = 2 * count;
+    assert.deepEqual(seen, expected, "nothing forged accepted, nobody's owner told, no share taken");
+    for (const run of [a, b]) {
+      assert.ok(await IceFlix.AuthenticatorPrx.uncheckedCast(run.proxy).isAuthorized(token), "the genuine one still");
+      assert.ok(!run.child.stderr.includes(token), "tokens are never logged");
+    }
+  } finally {
+    await platform.stop();
+  }
+});

@@ -29,7 +29,8 @@ with Ice.initialize() as communicator:
     print("authenticator:", communicator.proxyToString(authenticator))
     # Clients never send the password, only the hexadecimal SHA-256 of it.
     token = authenticator.refreshAuthorization(user, hashlib.sha256(password.encode()).hexdigest())
-    print("token:", "32 hex digits" if re.fullmatch("[0-9a-f]{32}", token) else repr(token))
+    # Opaque to a client; ours are base64url (README, "Authenticator replicas").
+    print("token:", f"{len(token)} base64url characters" if re.fullmatch("[A-Za-z0-9_-]+", token) else repr(token))
     print("isAuthorized(token):", authenticator.isAuthorized(token))
     print("isAuthorized(other):", authenticator.isAuthorized(token[::-1]))
     try:
