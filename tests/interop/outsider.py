@@ -424,7 +424,8 @@ def main():
         pause = 0.5 / max(len(rounds), 1)
 
         def keep_announcing():
-            while True:
+            # Nothing to repeat (a one-shot attack, or one that only listens): done at once, not a loop that never waits.
+            while rounds:
                 for announce in rounds:
                     try:
                         announce()
