@@ -64,6 +64,28 @@ Deno.test("acceptor: a TS servant answers a TS client on an OS-chosen port, and 
   assert.equal(openIncomingConnections(), 0);
 });
 
+const isRoot = Deno.uid() === 0;
+if (!isRoot) console.log("TCP_NODELAY test skipped: it needs root (it reads this process's sockets from outside)");
+
+Deno.test({
+  name: "TCP_NODELAY: Ice's outgoing connections and the acceptor's incoming ones both have it, seen from outside",
+  ignore: !isRoot,
+  async fn() {
+    const communicator = initializeCommunicator(["--Server.Endpoints=tcp -h 127.0.0.1 -p 0"]);
+    try {
+      const adapter = await createObjectAdapter(communicator, "Server");
+      const proxy = adapter.add(new Ice.Object(), Ice.stringToIdentity("pinged"));
+      await adapter.activate();
+      await proxy.ice_ping();
+      const port = String(/-p (\d+)/.exec(proxy.toString())![1]);
+      const sockets = JSON.parse(await runPython("tcp_nodelay.py", [String(Deno.pid), port]));
+      assert.deepEqual(sockets, { outgoing: [1], incoming: [1] });
+    } finally {
+      await communicator.destroy();
+    }
+  },
+});
+
 Deno.test("ice_timeouts: a call answered within its invocation timeout leaves no timer behind; a late one still times out", async () => {
   const server = initializeCommunicator(["--Server.Endpoints=tcp -h 127.0.0.1 -p 0"]);
   const client = initializeCommunicator([]);
