@@ -667,6 +667,22 @@ Deno.test("revocation: requestAuthentication on the sync topic; a refresh in tim
   }
 });
 
+/**
+ * Starts the streaming service on `media` with a grace period of `grace` s, and a real Authenticator whose tokens live
+ * `lifetime` s; plays the sample with alice's token. Returns how to log in again, the controller and the receiver.
+ */
+async function playWithTokens(stack: Stack, media: string, { lifetime, grace }: { lifetime: number; grace: number }) {
+  await stack.startStreaming(media, [`--IceFlix.Controller.GracePeriod=${grace}`]);
+  const login = await stack.startAuthenticator({ alice: "secret" }, [`--IceFlix.Auth.TokenLifetime=${lifetime}`]);
+  const token = await login("alice");
+  const controller = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), token))!;
+  const port = await freePort();
+  const receiver = await stack.receiver(port);
+  await controller.getSDP(token, port);
+  await eventually("frames arrive", () => receiver.frames >= SOME_FRAMES);
+  return { login, controller, receiver };
+}
+
 Deno.test("revocation: a client that subscribes only after the request was published still gets one in time", async () => {
   // What a client sees when IceStorm restarts around a revocation: the first request reaches nobody, because the
   // client has not subscribed again yet. The controller asks again through the grace period.
@@ -674,15 +690,7 @@ Deno.test("revocation: a client that subscribes only after the request was publi
   const media = await mediaFolder([COPY_SAMPLE]);
   const stack = await Stack.start();
   try {
-    await stack.startStreaming(media, ["--IceFlix.Controller.GracePeriod=4"]);
-    const login = await stack.startAuthenticator({ alice: "secret" }, [`--IceFlix.Auth.TokenLifetime=${LIFETIME}`]);
-    const controller =
-      (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), await login("alice")))!;
-    const port = await freePort();
-    const receiver = await stack.receiver(port);
-    await controller.getSDP(await login("alice"), port);
-    await eventually("frames arrive", () => receiver.frames >= SOME_FRAMES);
-
+    const { login, controller, receiver } = await playWithTokens(stack, media, { lifetime: LIFETIME, grace: 4 });
     await eventually(
       "the controller asks for a new token",
       () => /asking the client for a new one/.test(stack.log),
@@ -708,15 +716,7 @@ Deno.test("revocation: a token that expires while IceStorm is down (its revoke l
   const media = await mediaFolder([COPY_SAMPLE]);
   const stack = await Stack.start();
   try {
-    await stack.startStreaming(media, ["--IceFlix.Controller.GracePeriod=1"]);
-    const login = await stack.startAuthenticator({ alice: "secret" }, [`--IceFlix.Auth.TokenLifetime=${LIFETIME}`]);
-    const token = await login("alice");
-    const controller = (await stack.provider.getStream(await sha256sum(`${media}/${COPY_SAMPLE}`), token))!;
-    const port = await freePort();
-    const receiver = await stack.receiver(port);
-    await controller.getSDP(token, port);
-    await eventually("frames arrive", () => receiver.frames >= SOME_FRAMES);
-
+    await playWithTokens(stack, media, { lifetime: LIFETIME, grace: 1 });
     // The token expires while IceStorm is down, so its revoke reaches nobody; IceStorm comes back with no memory.
     await stack.icestorm.restart({ forget: true, whileDown: () => delay((LIFETIME + 2) * 1000) });
     await eventually(
