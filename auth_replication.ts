@@ -28,7 +28,7 @@ import { ReplicaRegistry } from "./replica_registry.ts";
 import { OncePerBurst } from "./log.ts";
 import { describeError, type ServiceContext } from "./service.ts";
 import { type ExpiredToken, type Grant, TOKEN_MAX_LENGTH, TokenMint, TokenTable } from "./token_table.ts";
-import { bindingOf, Trust } from "./trust.ts";
+import { bindingOf, ownConnection, Trust } from "./trust.ts";
 
 /**
  * The facet of each Authenticator object where its peers reach its replica servant, and the identity category of
@@ -168,10 +168,29 @@ export interface ReplicationOptions {
   revoke(tokens: string[]): Promise<unknown>;
 }
 
-/** A peer as this replica knows it: its replica servant, and the binding its messages are sealed for. */
+/**
+ * A peer as this replica knows it: its replica servant, the binding its messages are sealed for, and how to close
+ * the connection it is called on, when it is dropped.
+ */
 interface Peer {
   replica: IceFlixAuthReplication.TokenReplicaPrx;
   binding: string;
+  close(): void;
+}
+
+/**
+ * A peer reached at `replica` over a connection of its own (trust.ts, ownConnection), closed when it is dropped:
+ * Ice would otherwise keep a connection to a peer that hangs until it has been idle for a minute.
+ *
+ * @throws Ice.LocalException when the connection cannot be made within `timeout` ms
+ */
+async function peerAt(
+  replica: IceFlixAuthReplication.TokenReplicaPrx,
+  binding: string,
+  timeout: number,
+): Promise<Peer> {
+  const own = await ownConnection(replica, timeout);
+  return { replica: own.proxy.ice_invocationTimeout(timeout), binding, close: own.close };
 }
 
 /** The tokens of one Authenticator replica, kept in agreement with its peers. */
@@ -226,9 +245,9 @@ export class ReplicatedTokens {
     );
     const servant = new TokenReplicaServant(sealer, this.id, {
       join: async (newcomer, { from, newcomer: binding }) => {
-        const peer = { replica: newcomer.ice_invocationTimeout(callTimeout), binding };
+        const peer = await peerAt(newcomer, binding, callTimeout);
         // In the same turn as the snapshot: every token issued from now on reaches the newcomer too.
-        this.#peers.set(from, peer);
+        this.#setPeer(from, peer);
         for (const sealed of this.#sealGrants([peer], this.#table.grants())) await peer.replica.share(sealed);
       },
       share: (grants) => {
@@ -326,22 +345,21 @@ export class ReplicatedTokens {
   async #join(name: string, { service, entry }: { service: Ice.ObjectPrx; entry: Ice.ObjectPrx }): Promise<boolean> {
     const { context: { callTimeout, logger, trust } } = this.#options;
     const sealer = this.#sealer!;
-    const peer = {
-      replica: IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(entry).ice_invocationTimeout(callTimeout),
-      binding: bindingOf(service),
-    };
+    let peer: Peer | undefined;
     try {
       const proof = await trust.challenge("auth", service, callTimeout);
       if (typeof proof === "string") {
         this.#refusals.note(`ignoring replica ${name} listed on ${REPLICAS_TOPIC}: ${proof}`);
         return false;
       }
+      peer = await peerAt(IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(entry), bindingOf(service), callTimeout);
       const hello = sealer.seal([peer.binding], { kind: "join", from: this.id, newcomer: sealer.self });
       const { from } = sealer.open(await peer.replica.join(this.#self!, hello), "welcome");
       if (from !== proof.id) throw new IceFlixAuthReplication.Unreadable(`welcome from ${from}, not ${proof.id}`);
-      this.#peers.set(from, peer);
+      this.#setPeer(from, peer);
       return true;
     } catch (error) {
+      peer?.close();
       if (error instanceof IceFlixAuthReplication.Unreadable) {
         logger.warn(`replica ${name} refused or sent an unreadable message: ${error.reason}`);
       } else {
@@ -361,13 +379,22 @@ export class ReplicatedTokens {
     const peer = {
       replica: replicaOf(authenticator, this.#options.context.callTimeout),
       binding: bindingOf(authenticator),
+      // Discovery's own connection to it: discovery closes it when it drops the service.
+      close: () => {},
     };
     if (this.#peers.get(id)?.binding === peer.binding) return;
-    this.#peers.set(id, peer);
+    this.#setPeer(id, peer);
     const messages = this.#sealGrants([peer], this.#table.grants());
     void this.#call(id, peer, async (replica) => {
       for (const sealed of messages) await replica.share(sealed);
     });
+  }
+
+  /** Makes `peer` the way to reach peer `id`; the connection of the one it replaces (if another) is closed. */
+  #setPeer(id: string, peer: Peer): void {
+    const previous = this.#peers.get(id);
+    this.#peers.set(id, peer);
+    if (previous !== undefined && previous !== peer) previous.close();
   }
 
   /** `grants` sealed into `share` messages for `peer`. */
@@ -412,7 +439,10 @@ export class ReplicatedTokens {
     try {
       return await call(peer.replica);
     } catch (error) {
-      if (this.#peers.get(id) === peer) this.#peers.delete(id);
+      if (this.#peers.get(id) === peer) {
+        this.#peers.delete(id);
+        peer.close();
+      }
       if (error instanceof IceFlixAuthReplication.Unreadable) {
         logger.warn(`replica ${id} refused a message: ${error.reason}`);
       } else if (isUnreachable(error)) {

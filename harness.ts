@@ -289,6 +289,26 @@ export function openDescriptors(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
+/** The TCP connections process `pid` has open to `port` on this machine (its sockets, found in /proc/net/tcp). */
+export function connectionsTo(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    const target = (() => {
+      try {
+        return Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
+      } catch {
+        return ""; // closed meanwhile
+      }
+    })();
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode) inodes.add(inode);
+  }
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  return ["/proc/net/tcp", "/proc/net/tcp6"].flatMap((table) => Deno.readTextFileSync(table).split("\n").slice(1))
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[2]?.endsWith(`:${hexPort}`) && inodes.has(fields[9])).length;
+}
+
 /** Whether process `pid` exists (a zombie, not reaped yet, counts as existing). */
 export function processExists(pid: number): boolean {
   try {

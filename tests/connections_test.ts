@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { IceFlix } from "../slice/iceflix.js";
 import {
   Child,
+  connectionsTo,
   delay,
   eventually,
   freePort,
@@ -358,26 +359,6 @@ outsider: ${JSON.stringify(seen)}`);
     assert.ok(after <= before + DESCRIPTOR_MARGIN, `the catalog holds ${after} descriptors, ${before} at the start`);
   });
 });
-
-/** The TCP connections process `pid` has open to `port` on this machine (its sockets, found in /proc/net/tcp). */
-function connectionsTo(pid: number, port: number): number {
-  const inodes = new Set<string>();
-  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
-    const target = (() => {
-      try {
-        return Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`);
-      } catch {
-        return ""; // closed meanwhile
-      }
-    })();
-    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
-    if (inode) inodes.add(inode);
-  }
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  return ["/proc/net/tcp", "/proc/net/tcp6"].flatMap((table) => Deno.readTextFileSync(table).split("\n").slice(1))
-    .map((line) => line.trim().split(/\s+/))
-    .filter((fields) => fields[2]?.endsWith(`:${hexPort}`) && inodes.has(fields[9])).length;
-}
 
 Deno.test("connections: a service that hangs is dropped by Main, and Main's connection to it closed", async () => {
   await withMain([], async ({ main, auth, mainPrx }) => {

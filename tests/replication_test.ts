@@ -17,6 +17,7 @@ import { createLogger } from "../service.ts";
 import { sha256Hex } from "../users.ts";
 import {
   Child,
+  connectionsTo,
   delay,
   eventually,
   IceStormServer,
@@ -281,6 +282,35 @@ Deno.test("replicas: one revoke per token, whoever issued it; a SIGKILLed issuer
     assert.equal(takenOver(smallest), orphans.length, smallest.child.stderr);
     assert.equal(takenOver(other), 0);
     platform.assertNeverLogged([...first, ...second]);
+  } finally {
+    await platform.stop();
+  }
+});
+
+Deno.test("replicas: a peer that hangs is dropped, and every connection a replica had to it is closed", async () => {
+  const platform = await Platform.start();
+  const timeout = "--IceFlix.Discovery.CallTimeout=1";
+  try {
+    const a = await platform.startAuth(30, [timeout]);
+    const b = await platform.startAuth(30, [timeout]);
+    const bPort = Number(/ -p (\d+)/.exec(platform.communicator.proxyToString(b.proxy))![1]);
+    const pid = a.child.process.pid;
+    // a knows b twice over: b joined it (a's replication calls b back), and a's discovery found b.
+    await eventually("a has found b", () => a.child.stderr.includes(`auth service ${b.id} found`));
+    const [token] = await platform.logIn(a);
+    assert.equal(await b.proxy.isAuthorized(token), true);
+    assert.ok(connectionsTo(pid, bPort) > 0, "a is connected to b");
+
+    b.child.process.kill("SIGSTOP");
+    try {
+      // a's next share to b times out (1 s), and a's discovery stops hearing it: both drop it, each closing its
+      // connection then (Ice would keep one to a silent peer until idle for a minute).
+      await platform.logIn(a);
+      await eventually("a has closed every connection to the hung b", () => connectionsTo(pid, bPort) === 0);
+      assert.equal(await a.proxy.isAuthorized(token), true, "a serves on");
+    } finally {
+      b.child.process.kill("SIGCONT");
+    }
   } finally {
     await platform.stop();
   }
