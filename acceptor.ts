@@ -19,6 +19,7 @@ import { Ice } from "ice";
 import net from "node:net";
 import os from "node:os";
 import { ConnectionGate, connectionLimits, watchDescriptors } from "./connection_limits.ts";
+import "./ice_dispatch.ts";
 import "./ice_tcp.ts";
 import { createLogger } from "./log.ts";
 

@@ -16,6 +16,8 @@ import {
   eventually,
   IceStormServer,
   processExists,
+  PYTHON,
+  ROOT,
   runPython,
   startService,
   testCommunicator,
@@ -149,6 +151,99 @@ Deno.test("interop: a Python client calls a TS servant (normal return and user e
   } finally {
     assert.equal((await toy.child.stop("SIGTERM")).code, 0, "SIGTERM ends the service cleanly");
     await icestorm.stop();
+  }
+});
+
+Deno.test("interop: strings from Python reach a TS servant under a non-ASCII identity and come back unchanged", async () => {
+  const { communicator, adapter } = await testCommunicator();
+  try {
+    class EchoUser extends IceFlix.Authenticator {
+      refreshAuthorization(user: string): string {
+        return user;
+      }
+      isAuthorized(): boolean {
+        return true;
+      }
+    }
+    const identity = new Ice.Identity("título ✓", "catálogo");
+    const proxy = adapter.add(new EchoUser(), identity);
+    await adapter.activate();
+    const texts = [
+      "",
+      "Main",
+      "Película: ñandú, über",
+      "日本語のタイトル",
+      "🎬 clapper",
+      "\ufeffstarts with a byte order mark",
+      "a long name, past the short-string path: ".repeat(3) + "ça va ✓",
+      "x".repeat(64),
+      "y".repeat(65),
+    ];
+    const child = new Deno.Command(PYTHON, {
+      args: [`${ROOT}tests/interop/echo_strings.py`, communicator.proxyToString(proxy)],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(JSON.stringify(texts)));
+    await writer.close();
+    const output = await child.output();
+    assert.ok(output.success, "echo_strings.py failed");
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), texts);
+  } finally {
+    await communicator.destroy();
+  }
+});
+
+Deno.test("ice_dispatch: strings decode as Ice's own code does them, malformed UTF-8 included; identities hash and compare the same", () => {
+  const IceBuffer = (Ice as unknown as { Buffer: new (bytes: ArrayBuffer) => { getString(length: number): string } })
+    .Buffer;
+  // Ice's own decoding (Buffer.js in ice@3.7.110): a character per byte, then decodeURIComponent(escape(...)).
+  const iceDecoding = (bytes: Uint8Array) => decodeURIComponent(escape(String.fromCharCode(...bytes)));
+  const outcome = (decode: () => string) => {
+    try {
+      return { text: decode() };
+    } catch (error) {
+      return { error: (error as Error).name };
+    }
+  };
+  const pieces = ["a", "Z", " ", "é", "ñ", "✓", "日", "🎬", "\ufeff", "\u0000", "\uffff"];
+  const encoder = new TextEncoder();
+  let malformed = 0;
+  for (let round = 0; round < 5000; round++) {
+    const parts: number[] = [];
+    const count = Math.floor(Math.random() * 40);
+    for (let i = 0; i < count; i++) {
+      // Mostly text; now and then a byte that may break UTF-8 (a stray continuation, a lone lead, an overlong form).
+      if (Math.random() < 0.05) parts.push([0x80, 0xbf, 0xc0, 0xc3, 0xe2, 0xed, 0xf0, 0xf5, 0xff][i % 9]);
+      else parts.push(...encoder.encode(pieces[Math.floor(Math.random() * pieces.length)]));
+    }
+    const bytes = new Uint8Array(parts);
+    const expected = outcome(() => iceDecoding(bytes));
+    if ("error" in expected) malformed++;
+    assert.deepEqual(outcome(() => new IceBuffer(bytes.slice().buffer).getString(bytes.length)), expected, `${bytes}`);
+  }
+  assert.ok(malformed > 100, `malformed inputs were tried too (${malformed})`);
+
+  // The generic struct code, which Ice.Identity had, is still that of the other structs.
+  const generic = Ice.EncodingVersion.prototype as unknown as {
+    hashCode(this: unknown): number;
+    equals(this: unknown, other: unknown): boolean;
+  };
+  assert.notEqual(Ice.Identity.prototype.hashCode, generic.hashCode, "ice_dispatch.ts is in place");
+  const names = ["", "Main", "título ✓", "a".repeat(100), "🎬"];
+  for (const name of names) {
+    for (const category of names) {
+      const identity = new Ice.Identity(name, category) as Ice.Identity & { hashCode(): number };
+      assert.equal(identity.hashCode(), generic.hashCode.call(identity));
+      for (const other of [new Ice.Identity(name, category), new Ice.Identity(category, name), null, undefined]) {
+        assert.equal(
+          identity.equals(other as Ice.Identity),
+          generic.equals.call(identity, other),
+          `${name}/${category}`,
+        );
+      }
+    }
   }
 });
 
