@@ -45,7 +45,7 @@ const REPLICAS_TOPIC = "AuthenticatorReplicas";
  */
 type Message =
   | { kind: "join"; from: string; newcomer: string }
-  | { kind: "welcome"; from: string }
+  | { kind: "welcome"; from: string; tokens: number }
   | { kind: "grants"; from: string; grants: Grant[] }
   | { kind: "revoked"; from: string; tokens: string[] };
 
@@ -80,9 +80,9 @@ function batches<T>(items: T[], size = BATCH): T[][] {
 
 /**
  * Seals and opens the messages of one replica, whose Authenticator proxy has
- * binding `self`.
+ * binding `self` (exported for the tests, which hold the secret and play a replica).
  */
-class Sealer {
+export class Sealer {
   readonly #key: Uint8Array;
   readonly #trust: Trust;
   /** This replica's Authenticator binding: what the messages for it carry as `to`. */
@@ -200,6 +200,8 @@ export class ReplicatedTokens {
   readonly #table: TokenTable;
   /** Live replicas as far as this one knows: discovery id -> how to reach it. */
   readonly #peers = new Map<string, Peer>();
+  /** Peers whose table is on its way here after their welcome: id -> what to tell when a part of it arrives. */
+  readonly #transfers = new Map<string, (tokens: number) => void>();
   /** Listed replicas that failed their proof, logged once per burst: anyone can list forged ones by the thousand. */
   readonly #refusals: OncePerBurst;
   #sealer: Sealer | undefined;
@@ -248,9 +250,19 @@ export class ReplicatedTokens {
         const peer = await peerAt(newcomer, binding, callTimeout);
         // In the same turn as the snapshot: every token issued from now on reaches the newcomer too.
         this.#setPeer(from, peer);
-        for (const sealed of this.#sealGrants([peer], this.#table.grants())) await peer.replica.share(sealed);
+        // After the answer, in parts, each read from the table, sealed and sent in a call of its own when the one
+        // before has been taken, within the call timeout: the whole table inside the join's one call timed out under
+        // load (44,000 tokens), and the newcomer then took this live replica for dead.
+        const parts = this.#table.grantParts(BATCH);
+        setTimeout(() =>
+          void this.#call(from, peer, async (replica) => {
+            for (const part of parts) await replica.share(this.#sealGrants([peer], part)[0]);
+          })
+        );
+        return this.#table.size;
       },
-      share: (grants) => {
+      share: (from, grants) => {
+        this.#transfers.get(from)?.(grants.length);
         const added = Map.groupBy(grants.filter((grant) => isGrant(grant) && this.#table.add(grant)), (g) => g.issuer);
         for (const [issuer, tokens] of added) {
           logger.debug(`holds ${tokens.length} more token(s) of replica ${issuer} (${this.#table.size} live)`);
@@ -346,6 +358,7 @@ export class ReplicatedTokens {
     const { context: { callTimeout, logger, trust } } = this.#options;
     const sealer = this.#sealer!;
     let peer: Peer | undefined;
+    let proven: string | undefined;
     try {
       const proof = await trust.challenge("auth", service, callTimeout);
       if (typeof proof === "string") {
@@ -353,13 +366,20 @@ export class ReplicatedTokens {
         return false;
       }
       peer = await peerAt(IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(entry), bindingOf(service), callTimeout);
+      // Counted from now: its first parts may come before its welcome.
+      const table = this.#receiving(proven = proof.id);
       const hello = sealer.seal([peer.binding], { kind: "join", from: this.id, newcomer: sealer.self });
-      const { from } = sealer.open(await peer.replica.join(this.#self!, hello), "welcome");
+      const { from, tokens } = sealer.open(await peer.replica.join(this.#self!, hello), "welcome");
       if (from !== proof.id) throw new IceFlixAuthReplication.Unreadable(`welcome from ${from}, not ${proof.id}`);
       this.#setPeer(from, peer);
+      const received = await table.until(Number(tokens) || 0);
+      if (received < tokens) {
+        logger.warn(`replica ${name} sent ${received} of its ${tokens} token(s), then nothing for the call timeout`);
+      }
       return true;
     } catch (error) {
       peer?.close();
+      if (proven !== undefined) this.#transfers.delete(proven);
       if (error instanceof IceFlixAuthReplication.Unreadable) {
         logger.warn(`replica ${name} refused or sent an unreadable message: ${error.reason}`);
       } else {
@@ -369,6 +389,40 @@ export class ReplicatedTokens {
       }
       return false;
     }
+  }
+
+  /**
+   * Counts the tokens that peer `id` shares from now on (its table, and any it issues meanwhile): `until(expected)`
+   * resolves to how many came, once `expected` have, or once none has come for the call timeout (each part is a call
+   * of its own, bounded by it).
+   */
+  #receiving(id: string): { until(expected: number): Promise<number> } {
+    let received = 0;
+    let progress = () => {};
+    this.#transfers.set(id, (tokens) => {
+      received += tokens;
+      progress();
+    });
+    return {
+      until: (expected) =>
+        new Promise((resolve) => {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          progress = () => {
+            clearTimeout(timer);
+            if (received < expected) {
+              timer = setTimeout(() => finish(), this.#options.context.callTimeout);
+              return;
+            }
+            finish();
+          };
+          const finish = () => {
+            clearTimeout(timer);
+            this.#transfers.delete(id);
+            resolve(received);
+          };
+          progress();
+        }),
+    };
   }
 
   /**
@@ -500,8 +554,10 @@ export class ReplicatedTokens {
 
 /** What the replica servant does with the messages it opens. */
 interface ReplicaHandlers {
-  join(newcomer: IceFlixAuthReplication.TokenReplicaPrx, hello: Extract<Message, { kind: "join" }>): Promise<void>;
-  share(grants: Grant[]): void;
+  /** Registers the newcomer; resolves to how many tokens it is about to be sent. */
+  join(newcomer: IceFlixAuthReplication.TokenReplicaPrx, hello: Extract<Message, { kind: "join" }>): Promise<number>;
+  /** Tokens that peer `from` shares. */
+  share(from: string, grants: Grant[]): void;
   revoked(tokens: string[]): void;
 }
 
@@ -525,12 +581,13 @@ class TokenReplicaServant extends IceFlixAuthReplication.TokenReplica {
     if (!newcomer || bindingOf(newcomer) !== hello.newcomer) {
       throw new IceFlixAuthReplication.Unreadable("the newcomer's proxy is not the one its message names");
     }
-    await this.#handlers.join(newcomer, hello);
-    return this.#sealer.seal([hello.newcomer], { kind: "welcome", from: this.#id });
+    const tokens = await this.#handlers.join(newcomer, hello);
+    return this.#sealer.seal([hello.newcomer], { kind: "welcome", from: this.#id, tokens });
   }
 
   share(grants: Uint8Array): void {
-    this.#handlers.share([this.#sealer.open(grants, "grants").grants].flat());
+    const { from, grants: shared } = this.#sealer.open(grants, "grants");
+    this.#handlers.share(String(from), [shared].flat());
   }
 
   revoked(tokens: Uint8Array): void {

@@ -186,9 +186,22 @@ export class TokenTable {
 
   /** Every live token, to share with another replica. */
   grants(): Grant[] {
-    const now = Date.now();
-    return [...this.#live].filter(([, { expiresAt }]) => expiresAt > now)
-      .map(([token, { user, issuer, expiresAt }]) => ({ token, user, issuer, expiresAt }));
+    return [...this.grantParts(Infinity)].flat();
+  }
+
+  /**
+   * Every live token in parts of at most `size`, each read when it is asked for (so that a large table costs its
+   * caller no long turn): the tokens added meanwhile come too, those gone meanwhile do not.
+   */
+  *grantParts(size: number): Generator<Grant[]> {
+    let [part, now]: [Grant[], number] = [[], Date.now()];
+    for (const [token, { user, issuer, expiresAt }] of this.#live) {
+      if (expiresAt > now) part.push({ token, user, issuer, expiresAt });
+      if (part.length < size) continue;
+      yield part;
+      [part, now] = [[], Date.now()];
+    }
+    if (part.length > 0) yield part;
   }
 
   /** Cancels the timer for good (at shutdown). */

@@ -12,6 +12,10 @@
  *   is timed twice: "cold", from the new replica's ready line, and "steady",
  *   once every replica has caught up and discovery has made each one meet
  *   every other (each meeting sends a whole table) and their CPU has settled;
+ * - for this clone only, "apart": 3 replicas of one installation that share
+ *   nothing (each on an IceStorm of its own, so they never meet; its tokens
+ *   prove themselves, so each accepts the others'), against 1: what the
+ *   same logins cost with no replication at all, the bound of any design;
  * - catch-up: a replica started while LIVE_TOKENS tokens are live, from its
  *   spawn to its `caught up` log line (Deno's start included), and from its
  *   ready line (its proxy printed) to the same line.
@@ -100,12 +104,12 @@ async function openTree(name: string, root: string): Promise<Tree> {
   return { name, root, icestorm, usersFile, dir };
 }
 
-/** Starts a replica of `tree`; resolves when it is ready. */
-async function startReplica(tree: Tree): Promise<Replica> {
+/** Starts a replica of `tree` (on `icestorm`, the tree's unless given); resolves when it is ready. */
+async function startReplica(tree: Tree, icestorm = tree.icestorm): Promise<Replica> {
   const spawned = performance.now();
   const { child, proxy } = await startBenchService("auth", [
     "--AuthAdapter.Endpoints=tcp -h 127.0.0.1",
-    tree.icestorm.option,
+    icestorm.option,
     `--IceFlix.Auth.UsersFile=${tree.usersFile}`,
     "--IceFlix.Auth.TokenLifetime=600",
     "--IceFlix.LogLevel=info",
@@ -129,13 +133,13 @@ function replicasCpu(replicas: Replica[]): number {
 }
 
 /** Resolves once every replica has caught up, has found each other one, and their CPU has been quiet a moment. */
-async function steady(replicas: Replica[]): Promise<void> {
+async function steady(replicas: Replica[], apart = false): Promise<void> {
   await eventually(
     "every replica has caught up and met every other",
     () =>
       replicas.every(({ child }) =>
         /caught up: /.test(child.stderr) &&
-        (child.stderr.match(/auth service \S+ found/g)?.length ?? 0) >= replicas.length - 1
+        (apart || (child.stderr.match(/auth service \S+ found/g)?.length ?? 0) >= replicas.length - 1)
       ),
     60,
   );
@@ -165,19 +169,32 @@ async function loginRate(
   };
 }
 
-/** Figures of one round of one tree: per replica count, cold and steady. */
-type Round = Record<"cold" | "steady", Awaited<ReturnType<typeof loginRate>>[]>;
+/** Figures of one round of one tree: per replica count, cold and steady; 1 then 3 apart, for this clone. */
+type Round = Record<"cold" | "steady" | "apart", Awaited<ReturnType<typeof loginRate>>[]>;
 
-/** One round on `tree`: 1, 2, then 3 replicas, each new one timed cold and then steady. */
+/** The IceStorms of the replicas "apart" (this clone's tree has the first). */
+const apartIceStorms = [await IceStormServer.start(), await IceStormServer.start()];
+
+/** One round on `tree`: 1, 2, then 3 replicas, each new one timed cold and then steady; then apart (this clone). */
 async function round(tree: Tree): Promise<Round> {
   const replicas: Replica[] = [];
-  const figures: Round = { cold: [], steady: [] };
+  const figures: Round = { cold: [], steady: [], apart: [] };
   try {
     for (let count = 1; count <= 3; count++) {
       replicas.push(await startReplica(tree));
       figures.cold.push(await loginRate(replicas));
       await steady(replicas);
       figures.steady.push(await loginRate(replicas));
+    }
+  } finally {
+    await Promise.all(replicas.splice(0).map(({ child }) => child.stop()));
+  }
+  if (tree.root !== ROOT) return figures;
+  try {
+    for (const icestorm of [tree.icestorm, ...apartIceStorms]) {
+      replicas.push(await startReplica(tree, icestorm));
+      await steady(replicas, true);
+      if (replicas.length !== 2) figures.apart.push(await loginRate(replicas));
     }
   } finally {
     await Promise.all(replicas.map(({ child }) => child.stop()));
@@ -235,6 +252,14 @@ try {
             ).join(", "),
         );
       }
+      if (figures.apart.length > 0) {
+        const [one, three] = figures.apart;
+        console.log(
+          `round ${r + 1} ${tree.name} apart: 1 replica ${Math.round(one.rate)} pairs/s ` +
+            `${one.cpuPerLogin.toFixed(2)} CPU-ms/login, 3 sharing nothing ${Math.round(three.rate)} pairs/s ` +
+            `${three.cpuPerLogin.toFixed(2)} CPU-ms/login`,
+        );
+      }
     }
   }
   for (const phase of ["cold", "steady"] as const) {
@@ -261,6 +286,16 @@ try {
       );
     }
   }
+  const apart = rounds.get("main")!.map((round) => round.apart);
+  console.log(
+    `main apart (3 replicas that share nothing), median (min-max) of ${ROUNDS} rounds: ` +
+      `1 replica ${spread(apart.map(([one]) => one.rate), 0)} pairs/s, ` +
+      `${spread(apart.map(([one]) => one.cpuPerLogin))} CPU-ms/login; 3 apart ${
+        spread(apart.map(([, three]) => three.rate), 0)
+      } pairs/s, ` +
+      `${spread(apart.map(([, three]) => three.cpuPerLogin))} CPU-ms/login; ` +
+      `3 apart / 1: ${spread(apart.map(([one, three]) => three.rate / one.rate))}x`,
+  );
   for (const tree of trees) await catchUp(tree);
 } finally {
   await callersInput.close();
@@ -270,4 +305,5 @@ try {
     await tree.icestorm.stop();
     await Deno.remove(tree.dir, { recursive: true });
   }
+  for (const icestorm of apartIceStorms) await icestorm.stop();
 }

@@ -13,7 +13,11 @@ import { IceFlix } from "../slice/iceflix.js";
 import { IceFlixStreams } from "../slice/streams.js";
 import { TOKEN_OWNER_FACET } from "../authorization.ts";
 import { EventChannel, TOPICS } from "../events.ts";
-import { createLogger } from "../service.ts";
+import { createLogger, createServiceContext } from "../service.ts";
+import { Sealer } from "../auth_replication.ts";
+import { bindingOf } from "../trust.ts";
+// @ts-types="../slice/auth_replication.d.ts"
+import { IceFlixAuthReplication } from "../slice/auth_replication.js";
 import { sha256Hex } from "../users.ts";
 import {
   Child,
@@ -312,6 +316,45 @@ Deno.test("replicas: a peer that hangs is dropped, and every connection a replic
       b.child.process.kill("SIGCONT");
     }
   } finally {
+    await platform.stop();
+  }
+});
+
+Deno.test("replicas: a new replica joins one with 200,000 live tokens: the table follows the welcome in parts, each within the call timeout", async () => {
+  const platform = await Platform.start();
+  const context = await createServiceContext(
+    platform.adapter,
+    createLogger("test", platform.communicator.getProperties()),
+  );
+  // With a call timeout of 1 s, the whole table in the join's one call timed out here (3 s with ~44,000 tokens when
+  // the machine was loaded): the newcomer took the live replica for dead and took it off the registry.
+  const timeout = "--IceFlix.Discovery.CallTimeout=1";
+  try {
+    const a = await platform.startAuth(600, [timeout]);
+    // The test holds the installation secret: as a replica would, it shares with a the tokens of an issuer gone.
+    const sealer = await Sealer.create(context.trust, a.proxy);
+    const replica = IceFlixAuthReplication.TokenReplicaPrx.uncheckedCast(a.proxy, "TokenReplica");
+    const expiresAt = Date.now() + 600_000;
+    const tokens = Array.from(
+      { length: 200_000 },
+      (_, i) => ({ token: `t${i}`, user: "alice", issuer: "gone", expiresAt }),
+    );
+    for (let i = 0; i < tokens.length; i += 2000) {
+      const grants = tokens.slice(i, i + 2000);
+      await replica.share(sealer.seal([bindingOf(a.proxy)], { kind: "grants", from: "test", grants }));
+    }
+    assert.equal(await a.proxy.isAuthorized(tokens.at(-1)!.token), true, "a holds them");
+
+    const b = await platform.startAuth(600, [timeout]);
+    await eventually("b has caught up", () => /caught up: /.test(b.child.stderr), 60);
+    const [, from] = /caught up: \d+ live token\(s\) from (\d+) replica/.exec(b.child.stderr)!;
+    assert.equal(from, "1", `b joined a:\n${b.child.stderr}`);
+    assert.doesNotMatch(b.child.stderr, /does not answer/, "b never took a for dead");
+    // The parts come in the table's order: the last token is in the last one.
+    await eventually("b holds a's tokens", async () => await b.proxy.isAuthorized(tokens.at(-1)!.token), 60);
+    assert.equal(await b.proxy.isAuthorized(tokens[0].token), true);
+  } finally {
+    await context.events.close();
     await platform.stop();
   }
 });
